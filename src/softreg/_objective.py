@@ -36,14 +36,14 @@ from scipy.special import entr
 
 from . import _fused
 
-# Rows per block: a block's logits hold at most _BLOCK_ENTRIES entries (1 MiB in float64) and
-# its rows of X at most _BLOCK_X_BYTES, so that the block stays in cache between the two
-# matrix products and the passes over its logits (measured on this project's benchmarks:
-# letter 15000 × 16 × 26 ran 2.5× faster per pass in blocks of 4096 rows than in one block,
-# 100000 × 784 × 10 15% faster in blocks of 512), but never fewer than _BLOCK_MIN_ROWS rows,
-# below which BLAS loses more to call overhead than the cache gives back.
-_BLOCK_ENTRIES = 2**17
-_BLOCK_X_BYTES = 2**22
+# Rows per block: a block's logits hold at most _BLOCK_ENTRIES entries (512 KiB in float64)
+# and its rows of X at most _BLOCK_X_BYTES, so that the block stays in cache between the two
+# matrix products and the passes over its logits, but never fewer than _BLOCK_MIN_ROWS rows,
+# below which BLAS loses more to call overhead than the cache gives back. Measured per
+# loss+gradient pass (`make bench` data): letter 15000 × 16 × 26 9.6 ms in one block, 1.7 ms
+# in blocks of 2520 rows; 100000 × 784 × 10 (2 threads) 147 ms in one block, 108 ms in 256.
+_BLOCK_ENTRIES = 2**16
+_BLOCK_X_BYTES = 2**20
 _BLOCK_MIN_ROWS = 256
 # Memory that Newton-CG may spend keeping block probabilities between Hessian-vector products
 # (beyond it they are recomputed): a fixed budget, so extra memory stays O(block × K).
@@ -89,7 +89,7 @@ def block_rows(n_samples: int, n_outputs: int, row_bytes: int = 0) -> int:
     ``row_bytes`` is the size of one row of ``X`` (its stored entries for sparse data).
 
     >>> block_rows(15000, 26, 16 * 8), block_rows(100000, 10, 784 * 8), block_rows(100, 10)
-    (5041, 668, 100)
+    (2520, 256, 100)
     """
     rows = _BLOCK_ENTRIES // max(n_outputs, 1)
     if row_bytes > 0:
@@ -173,8 +173,10 @@ class SoftmaxLoss:
         """:meth:`_block_sums_numpy` with the passes over the logits fused (see _fused.py)."""
         X, target, weight = block
         logits = _matmul_t(X, coef)
-        _fused.shift_rows(logits, _empty_if_none(intercept, logits.dtype))
-        proba = np.exp(logits)
+        proba = np.empty_like(logits)
+        floor = _fused.EXP_FLOOR[logits.dtype]
+        _fused.shift_rows(logits, _empty_if_none(intercept, logits.dtype), floor, proba)
+        np.exp(proba, out=proba)
         grad_intercept = np.zeros(self.n_classes)
         sums = _fused.hard_label_sums if target.ndim == 1 else _fused.soft_label_sums
         loss, entropy, total = sums(
@@ -231,7 +233,8 @@ class SoftmaxLoss:
         """The probabilities of a block at ``θ``: all a Hessian-vector product needs."""
         logits = _matmul_t(block.X, coef)
         if _fused.ENABLED:
-            _fused.shift_rows(logits, _empty_if_none(intercept, logits.dtype))
+            floor = _fused.EXP_FLOOR[logits.dtype]
+            _fused.shift_rows(logits, _empty_if_none(intercept, logits.dtype), floor, logits)
             proba = np.exp(logits, out=logits)
             _fused.normalise_rows(proba)
             return proba

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.optimize
 
+from ._threads import scipy_blas_single_thread
+
 # Armijo sufficient-decrease constant: accept a step when R drops by at least this fraction of
 # what the linear model predicts (Nocedal & Wright, 2nd ed., eq. 3.4).
 _ARMIJO = 1e-4
@@ -281,6 +283,24 @@ def newton_cg(objective, theta, monitor, *, max_iter):
     return _drive(objective, theta, monitor, max_iter=max_iter, step=newton, stall_window=5)
 
 
+def _lbfgsb(fun, theta, callback, max_iter, memory):
+    """scipy's L-BFGS-B without bounds, with its own stopping tests switched off."""
+    return scipy.optimize.minimize(
+        fun,
+        theta,
+        jac=True,
+        method="L-BFGS-B",
+        callback=callback,
+        options={
+            "maxiter": max_iter,
+            "maxfun": 20 * max_iter + 20,
+            "maxcor": memory,
+            "ftol": 0.0,
+            "gtol": 0.0,
+        },
+    )
+
+
 def lbfgs(objective, theta, monitor, *, max_iter, memory=20):
     """L-BFGS (scipy's L-BFGS-B without bounds), stopped by the shared monitor.
 
@@ -323,20 +343,8 @@ def lbfgs(objective, theta, monitor, *, max_iter, memory=20):
     if monitor.record(start):
         return Result(theta, start, 0, True, "converged", monitor.history())
     cache["x"], cache["evaluation"] = theta.copy(), start
-    result = scipy.optimize.minimize(
-        fun,
-        theta,
-        jac=True,
-        method="L-BFGS-B",
-        callback=callback,
-        options={
-            "maxiter": max_iter,
-            "maxfun": 20 * max_iter + 20,
-            "maxcor": memory,
-            "ftol": 0.0,
-            "gtol": 0.0,
-        },
-    )
+    with scipy_blas_single_thread():
+        result = _lbfgsb(fun, theta, callback, max_iter, memory)
     if state["converged"]:
         message = "converged"
     elif state["n_iter"] >= max_iter:
