@@ -700,3 +700,98 @@ def test_no_blocks_is_an_error():
     )
     with pytest.raises(ValueError, match="no rows with positive sample_weight"):
         objective.loss_gradient(np.zeros(objective.n_params))
+
+
+# --------------------------------------------------------------------------------------------
+# The subsampled Hessian (Newton-CG on data with many more rows than parameters)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_subsampled_hessp_is_the_hessian_of_the_strided_blocks(kind, weighted):
+    """``hessp(θ, every=3)`` is exactly the Hessian of the rows of blocks 0, 3, 6, ..."""
+    rows, every = 5, 3
+    X, target, weight, loss = make_data(kind, weighted=weighted, n_samples=40)
+    full = Objective(
+        loss,
+        in_memory(X, target, weight, n_outputs=outputs(loss), rows=rows),
+        n_features=N_FEATURES,
+        alpha=0.3,
+        fit_intercept=True,
+        dtype=np.float64,
+    )
+    kept = np.concatenate([np.arange(start, start + rows) for start in range(0, 40, rows * every)])
+    subset = Objective(
+        loss,
+        in_memory(
+            X[kept], target[kept], None if weight is None else weight[kept], n_outputs=outputs(loss)
+        ),
+        n_features=N_FEATURES,
+        alpha=0.3,
+        fit_intercept=True,
+        dtype=np.float64,
+    )
+    theta, v = random_theta(full), random_theta(full, seed=5)
+    assert_allclose(full.hessp(theta, every=every)(v), subset.hessp(theta)(v), rtol=1e-13)
+    # ... and not the full Hessian (the subset is a third of the rows).
+    assert not np.allclose(full.hessp(theta, every=every)(v), full.hessp(theta)(v), rtol=1e-3)
+
+
+def test_hessian_subsample_stride(monkeypatch):
+    """Every row unless rows per parameter and blocks allow a power-of-two stride."""
+    X, target, weight, loss = make_data("hard", n_samples=N_SAMPLES)
+
+    def stride(n_rows, rows_per_block):
+        big_X = np.tile(X, (n_rows // N_SAMPLES, 1))
+        big_target = np.tile(target, n_rows // N_SAMPLES)
+        objective = Objective(
+            loss,
+            in_memory(big_X, big_target, n_outputs=N_CLASSES, rows=rows_per_block),
+            n_features=N_FEATURES,
+            alpha=0.1,
+            fit_intercept=True,
+            dtype=np.float64,
+        )
+        return objective.hessian_subsample()
+
+    monkeypatch.setattr(objective_module, "_HESSIAN_ROWS_PER_PARAM", 4)  # 15 parameters
+    monkeypatch.setattr(objective_module, "_HESSIAN_MIN_BLOCKS", 8)
+    assert stride(N_SAMPLES, 4) == 1  # 24 rows: fewer than 4 × 15 per subsample
+    assert stride(24 * 40, 24) == 4  # 960 rows in 40 blocks: 10 blocks of 24 rows at stride 4
+    assert stride(24 * 400, 24) == 16  # capped at _HESSIAN_MAX_STRIDE
+    assert stride(24 * 400, 24 * 50) == 1  # 8 blocks: no stride keeps 8 of them
+
+
+def test_newton_cg_with_a_subsampled_hessian_certifies(monkeypatch):
+    """The subsampled steps converge to the same certified optimum as exact Newton."""
+    from softreg._solvers import minimize
+
+    monkeypatch.setattr(objective_module, "_HESSIAN_ROWS_PER_PARAM", 4)
+    monkeypatch.setattr(objective_module, "_HESSIAN_MIN_BLOCKS", 4)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((4000, N_FEATURES))
+    target = rng.integers(0, N_CLASSES, 4000)
+    weight = rng.uniform(0.5, 2.0, 4000)
+    results = {}
+    for every in (1, None):
+        objective = Objective(
+            SoftmaxLoss(N_CLASSES),
+            in_memory(X, target, weight, n_outputs=N_CLASSES, rows=100),
+            n_features=N_FEATURES,
+            alpha=1e-3,
+            fit_intercept=True,
+            dtype=np.float64,
+        )
+        if every == 1:
+            monkeypatch.setattr(objective, "hessian_subsample", lambda: 1)
+        else:
+            assert objective.hessian_subsample() == 8
+        result = minimize(
+            objective, np.zeros(objective.n_params), solver="newton-cg", tol=1e-12, max_iter=50
+        )
+        assert result.converged
+        assert result.evaluation.gap_bound <= 1e-12 * result.evaluation.objective
+        results[every] = result
+    exact, sampled = results[1].evaluation.objective, results[None].evaluation.objective
+    assert abs(exact - sampled) <= 2e-12 * exact

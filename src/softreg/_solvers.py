@@ -269,14 +269,18 @@ def newton_cg(objective, theta, monitor, *, max_iter):
     """Truncated Newton with exact Hessian-vector products and an Armijo line search.
 
     The forcing term ``min(0.5, sqrt(‖g‖))`` makes the inner CG loose far from the optimum
-    and tight near it, giving superlinear convergence (Eisenstat & Walker, 1996).
+    and tight near it, giving superlinear convergence (Eisenstat & Walker, 1996). On data
+    with far more rows than parameters the Hessian is that of a strided subset of the rows
+    (:meth:`Objective.hessian_subsample`; Byrd, Chin, Neveitt & Nocedal, 2011): the steps are
+    still Newton steps to a few percent, the gradient, the line search and the certificate
+    use every row, and each inner CG iteration costs a fraction of a pass.
     """
+    every = objective.hessian_subsample()
 
     def newton(theta, evaluation):
         forcing = min(0.5, math.sqrt(evaluation.gradient_norm))
-        direction = _conjugate_gradient(
-            objective.hessp(theta), evaluation.gradient, forcing, max_cg=200
-        )
+        hessp = objective.hessp(theta, every=every)
+        direction = _conjugate_gradient(hessp, evaluation.gradient, forcing, max_cg=200)
         new_theta, new_evaluation, _ = _armijo(objective, theta, evaluation, direction, 1.0)
         return _NO_DECREASE if new_theta is None else (new_theta, new_evaluation)
 
