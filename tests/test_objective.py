@@ -740,7 +740,7 @@ def test_subsampled_hessp_is_the_hessian_of_the_strided_blocks(kind, weighted):
 
 def test_hessian_subsample_stride(monkeypatch):
     """Every row unless rows per parameter and blocks allow a power-of-two stride."""
-    X, target, weight, loss = make_data("hard", n_samples=N_SAMPLES)
+    X, target, _, loss = make_data("hard", n_samples=N_SAMPLES)
 
     def stride(n_rows, rows_per_block):
         big_X = np.tile(X, (n_rows // N_SAMPLES, 1))
