@@ -195,6 +195,17 @@ def test_solver_auto_and_default_tol(digits):
     assert SoftmaxRegression(alpha=1e-2).fit(X.astype(np.float32), y).tol_ == 1e-3
 
 
+@pytest.mark.parametrize(("n_features", "solver"), [(199, "newton-cg"), (200, "lbfgs")])
+def test_solver_auto_threshold(n_features, solver):
+    """Newton-CG up to 2000 parameters (10 classes × 200 = 2000), L-BFGS from 2010."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, n_features)), np.arange(40) % 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = SoftmaxRegression(alpha=1.0, max_iter=2).fit(X, y)
+    assert model.solver_ == solver
+
+
 def test_newton_cg_certifies_past_the_rounding_of_the_objective():
     """Regression: Newton-CG's Armijo test compares objective values, so it stalled at
     |grad| = 9.2e-10 once the decrease left was below the rounding of R, with a bound (first

@@ -27,11 +27,13 @@ from softreg._threads import blas_threads
 __all__ = ["LinearRegression", "SeparableDataWarning", "SoftmaxRegression"]
 
 # "auto" picks Newton-CG while the parameters are few enough that its Hessian-vector products
-# pay off; beyond that, L-BFGS. `python -m benchmarks.solver_choice` (BENCHMARKS.md, Levers):
-# Newton-CG is 1.1-2x faster to the default certificate on digits (650 parameters) and letter
-# at alpha 1e-4 (442), level on letter at 1e-2; the threshold above 1000 parameters is a
-# judgement still to be measured on a quiet machine.
-_AUTO_NEWTON_MAX_PARAMS = 200_000
+# pay off; beyond that, L-BFGS. `python -m benchmarks.solver_choice --budget 20` (quiet
+# machine, 2 cores; times to the default certificate): Newton-CG faster on letter alpha 1e-4
+# (442 parameters, 0.20 vs 0.29 s), 500000 × 54 × 7 (385: 0.72 vs 1.42 s, 0.64 vs 1.08 s),
+# digits alpha 1e-2 (650); L-BFGS faster on 100000 × 784 × 10 (7850: 3.09 vs 3.86 s, 1.77 vs
+# 2.47 s) and 20000 × 500 × 100 (50100: 10 s vs > 20 s, 1.36 vs 2.01 s). The exception is
+# Fashion-MNIST at alpha 1e-2 (7850, ill-conditioned pixels): Newton-CG 13.6 s, L-BFGS > 20 s.
+_AUTO_NEWTON_MAX_PARAMS = 2_000
 
 # Default relative tolerance on the certified gap, by training dtype. In float32 the gradient
 # itself carries rounding noise of ~1e-7 per entry, and the bound grows as ‖∇R‖²/(2α): on
@@ -215,7 +217,7 @@ class SoftmaxRegression(ClassifierMixin, _LinearModel):
         ``"gd"`` is the notes' update ``W := W - η ∇R``; ``"lbfgs"`` is scipy's L-BFGS;
         ``"newton-cg"`` is truncated Newton with exact Hessian-vector products from the
         softmax Jacobian ``diag(p) - p pᵀ``. ``"auto"`` picks ``"newton-cg"`` up to
-        200 000 parameters (``n_classes × (n_features + 1)``) and ``"lbfgs"`` beyond.
+        2000 parameters (``n_classes × (n_features + 1)``) and ``"lbfgs"`` beyond.
     tol : float or None, default=None
         With ``alpha > 0``: stop when the certified bound on ``R - R*`` is at most
         ``tol · |R|``. With ``alpha = 0``: stop when every gradient entry is at most ``tol``
