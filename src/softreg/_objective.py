@@ -233,7 +233,8 @@ class SoftmaxLoss:
         grad_coef = _rows_t_x(residual, X)
         grad_intercept = residual.sum(axis=0, dtype=np.float64)
         total = float(target.shape[0]) if weight is None else float(weight.sum(dtype=np.float64))
-        return BlockSums(loss, grad_coef.astype(np.float64, copy=False), grad_intercept, entropy, total)
+        grad_coef = grad_coef.astype(np.float64, copy=False)
+        return BlockSums(loss, grad_coef, grad_intercept, entropy, total)
 
     def block_curvature(self, block: Block, coef, intercept):
         """The probabilities of a block at ``θ``: all a Hessian-vector product needs."""
@@ -272,7 +273,8 @@ class SoftmaxLoss:
         d_logits -= proba * d_logits.sum(axis=1, keepdims=True)
         if weight is not None:
             d_logits *= weight[:, None].astype(d_logits.dtype, copy=False)
-        return _rows_t_x(d_logits, X).astype(np.float64, copy=False), d_logits.sum(axis=0, dtype=np.float64)
+        product = _rows_t_x(d_logits, X).astype(np.float64, copy=False)
+        return product, d_logits.sum(axis=0, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -309,7 +311,8 @@ class SquaredLoss:
             d_out += direction_intercept
         if weight is not None:
             d_out *= weight[:, None].astype(d_out.dtype, copy=False)
-        return _rows_t_x(d_out, X).astype(np.float64, copy=False), d_out.sum(axis=0, dtype=np.float64)
+        product = _rows_t_x(d_out, X).astype(np.float64, copy=False)
+        return product, d_out.sum(axis=0, dtype=np.float64)
 
 
 # --------------------------------------------------------------------------------------------
