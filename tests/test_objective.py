@@ -795,3 +795,41 @@ def test_newton_cg_with_a_subsampled_hessian_certifies(monkeypatch):
         results[every] = result
     exact, sampled = results[1].evaluation.objective, results[None].evaluation.objective
     assert abs(exact - sampled) <= 2e-12 * exact
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_transposed_coef_layout_is_the_same_objective(kind, sparse):
+    """``transposed_coef=True`` stores W as (D, K) in θ; R, ∇R, ∇²R v and the bound agree."""
+    X, target, weight, loss = make_data(kind, sparse=sparse, weighted=True)
+    objectives = [
+        Objective(
+            loss,
+            in_memory(X, target, weight, n_outputs=outputs(loss), rows=7),
+            n_features=N_FEATURES,
+            alpha=0.3,
+            fit_intercept=True,
+            dtype=np.float64,
+            transposed_coef=transposed,
+        )
+        for transposed in (False, True)
+    ]
+    usual, transposed = objectives
+    rng = np.random.default_rng(4)
+    coef, intercept = (
+        rng.standard_normal((2, outputs(loss), N_FEATURES)),
+        rng.standard_normal((2, outputs(loss))),
+    )
+    theta = [o.pack(coef[0], intercept[0]) for o in objectives]
+    v = [o.pack(coef[1], intercept[1]) for o in objectives]
+    # The layouts differ, the flat vectors too: W.ravel() against W.T.ravel().
+    assert not np.array_equal(theta[0], theta[1])
+    assert_allclose(transposed.unpack(theta[1])[0], coef[0], rtol=0, atol=0)
+    a, b = usual.loss_gradient(theta[0]), transposed.loss_gradient(theta[1])
+    assert b.objective == pytest.approx(a.objective, rel=1e-14)
+    assert b.gap_bound == pytest.approx(a.gap_bound, rel=1e-12)
+    for got, want in zip(transposed.unpack(b.gradient), usual.unpack(a.gradient), strict=True):
+        assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+    products = usual.hessp(theta[0])(v[0]), transposed.hessp(theta[1])(v[1])
+    for got, want in zip(transposed.unpack(products[1]), usual.unpack(products[0]), strict=True):
+        assert_allclose(got, want, rtol=1e-13, atol=1e-15)

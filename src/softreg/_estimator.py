@@ -86,6 +86,7 @@ class _LinearModel(BaseEstimator):
             alpha=self.alpha,
             fit_intercept=self.fit_intercept,
             dtype=X.dtype,
+            transposed_coef=sp.issparse(X),
         )
         if theta0 is None:
             theta0 = np.zeros(objective.n_params)
