@@ -7,7 +7,13 @@ One run, one machine, median of ``--repeats`` timings per row. The levers:
   products, and recomputed every time (``_CURVATURE_CACHE_BYTES = 0``);
 - intercept polish: fits to a tight certificate with and without it;
 - starting point: intercept at the log class priors, and at zero;
-- float32 end to end: one pass on float32 data against the same data in float64.
+- float32 end to end: one pass on float32 data against the same data in float64;
+- fused kernels: one pass with the compiled per-block kernels and with their NumPy twins;
+- cache-sized blocks: one pass in today's blocks and in blocks of 2**20 logits (the old size);
+- scipy's BLAS pool: an L-BFGS fit with scipy's own OpenBLAS limited to one thread and not;
+- subsampled Hessian: a Newton-CG fit with the strided-subset Hessian and with every row;
+- exp floor: one pass at a point whose logits span thousands, floored and not;
+- transposed sparse layout: one pass on CSR data with ``coef`` stored (D, K) and (K, D).
 
 Prints a Markdown table for BENCHMARKS.md and writes ``benchmarks/results/levers.json``.
 """
@@ -22,6 +28,7 @@ import warnings
 from contextlib import contextmanager
 
 import numpy as np
+import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from benchmarks import datasets
@@ -50,6 +57,7 @@ def objective_for(dataset, alpha, dtype=None):
         alpha=alpha,
         fit_intercept=True,
         dtype=X.dtype,
+        transposed_coef=sp.issparse(X),
     )
     theta = np.random.default_rng(0).normal(scale=0.01, size=objective.n_params)
     return objective, theta
@@ -138,6 +146,95 @@ def lever_float32(dataset, repeats):
     return {"on": on, "off": off, "what": "one pass in float32 vs the same data in float64"}
 
 
+def lever_fused(dataset, repeats):
+    from softreg import _fused
+
+    objective, theta = objective_for(dataset, 1e-2)
+    on = median_time(lambda: objective.loss_gradient(theta), repeats)
+    with patched(_fused, "ENABLED", False):
+        off = median_time(lambda: objective.loss_gradient(theta), repeats)
+    return {"on": on, "off": off, "what": "one pass, compiled kernels vs NumPy"}
+
+
+def lever_blocks(dataset, repeats):
+    from softreg import _objective
+
+    objective, theta = objective_for(dataset, 1e-2)
+    on = median_time(lambda: objective.loss_gradient(theta), repeats)
+    with (
+        patched(_objective, "_BLOCK_ENTRIES", 2**20),
+        patched(_objective, "_BLOCK_X_BYTES", 2**40),
+    ):
+        objective, theta = objective_for(dataset, 1e-2)
+        off = median_time(lambda: objective.loss_gradient(theta), repeats)
+    return {"on": on, "off": off, "what": "one pass, cache-sized blocks vs 2**20 logits"}
+
+
+def lever_scipy_pool(dataset, repeats):
+    import contextlib
+
+    from softreg import _solvers
+
+    def run():
+        return fit(dataset, alpha=1e-2, solver="lbfgs")
+
+    on = median_time(run, repeats)
+    with patched(_solvers, "scipy_blas_single_thread", contextlib.nullcontext):
+        off = median_time(run, repeats)
+    return {"on": on, "off": off, "what": "L-BFGS fit, scipy's BLAS pool at 1 thread vs all"}
+
+
+def lever_subsample(dataset, repeats):
+    from softreg._objective import Objective
+
+    def run():
+        return fit(dataset, alpha=1e-4, solver="newton-cg")
+
+    on_model = run()
+    on = median_time(run, repeats)
+    with patched(Objective, "hessian_subsample", lambda self: 1):
+        off_model = run()
+        off = median_time(run, repeats)
+    return {
+        "on": on,
+        "off": off,
+        "what": "Newton-CG fit (alpha 1e-4), subsampled Hessian vs every row",
+        "detail": f"with: {summary(on_model)}; without: {summary(off_model)}",
+    }
+
+
+def lever_exp_floor(dataset, repeats):
+    from softreg import _fused
+
+    objective, theta = objective_for(dataset, 1e-2)
+    theta = theta * 3e4  # logits thousands apart, as a line search's trial steps produce
+    on = median_time(lambda: objective.loss_gradient(theta), repeats)
+    floors = {np.dtype(np.float64): -np.inf, np.dtype(np.float32): -np.inf}
+    with patched(_fused, "EXP_FLOOR", floors):
+        off = median_time(lambda: objective.loss_gradient(theta), repeats)
+    return {"on": on, "off": off, "what": "one pass at logits thousands apart, floored vs not"}
+
+
+def lever_sparse_layout(dataset, repeats):
+    from softreg._objective import Objective, SoftmaxLoss, in_memory
+
+    X, K = dataset.X_train, dataset.n_classes
+    times = {}
+    for transposed in (True, False):
+        objective = Objective(
+            SoftmaxLoss(K),
+            in_memory(X, dataset.y_train, n_outputs=K),
+            n_features=X.shape[1],
+            alpha=1e-2,
+            fit_intercept=True,
+            dtype=X.dtype,
+            transposed_coef=transposed,
+        )
+        theta = np.random.default_rng(0).normal(scale=0.01, size=objective.n_params)
+        times[transposed] = median_time(lambda o=objective, t=theta: o.loss_gradient(t), repeats)
+    return {"on": times[True], "off": times[False], "what": "one pass, coef (D, K) vs (K, D)"}
+
+
 PLAN = (
     ("BLAS threads", "digits", lever_threads),
     ("BLAS threads", "letter", lever_threads),
@@ -149,6 +246,18 @@ PLAN = (
     ("log-prior start", "letter", lever_start),
     ("log-prior start", "digits", lever_start),
     ("float32 end to end", "synthetic-500000x54x7-float32", lever_float32),
+    ("fused kernels", "letter", lever_fused),
+    ("fused kernels", "synthetic-500000x54x7-float64", lever_fused),
+    ("fused kernels", "synthetic-100000x784x10-float64", lever_fused),
+    ("cache-sized blocks", "letter", lever_blocks),
+    ("cache-sized blocks", "synthetic-500000x54x7-float64", lever_blocks),
+    ("cache-sized blocks", "synthetic-100000x784x10-float64", lever_blocks),
+    ("cache-sized blocks", "sector", lever_blocks),
+    ("scipy BLAS pool", "synthetic-500000x54x7-float64", lever_scipy_pool),
+    ("scipy BLAS pool", "synthetic-100000x784x10-float64", lever_scipy_pool),
+    ("subsampled Hessian", "synthetic-500000x54x7-float64", lever_subsample),
+    ("exp floor", "synthetic-500000x54x7-float64", lever_exp_floor),
+    ("transposed sparse layout", "sector", lever_sparse_layout),
 )
 
 

@@ -121,6 +121,7 @@ def softreg_pass(X, y, n_classes, coef, intercept, alpha):
         alpha=alpha,
         fit_intercept=True,
         dtype=X.dtype,
+        transposed_coef=sp.issparse(X),
     )
     theta = objective.pack(coef, intercept)
 
