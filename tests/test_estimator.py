@@ -293,6 +293,8 @@ def test_csr_and_dense_fits_agree(digits):
     csr = SoftmaxRegression(alpha=1e-2, tol=1e-10).fit(sp.csr_matrix(X), y, sample_weight=weight)
     assert_allclose(csr.coef_, dense.coef_, rtol=0, atol=1e-10)
     assert_allclose(csr.intercept_, dense.intercept_, rtol=0, atol=1e-10)
+    # Sparse fits keep W transposed inside θ; the fitted attribute is C-ordered all the same.
+    assert csr.coef_.flags.c_contiguous and dense.coef_.flags.c_contiguous
     assert_allclose(csr.predict_proba(sp.csr_matrix(X)), dense.predict_proba(X), atol=1e-12)
     assert_array_equal(csr.predict(X), dense.predict(X))
 

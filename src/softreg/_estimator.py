@@ -104,7 +104,7 @@ class _LinearModel(BaseEstimator):
                 learning_rate=self.learning_rate,
             )
         coef, intercept = objective.unpack(result.theta)
-        self.coef_ = coef.astype(X.dtype)
+        self.coef_ = np.ascontiguousarray(coef, dtype=X.dtype)  # (sparse fits store it transposed)
         self.intercept_ = (
             intercept.astype(X.dtype) if intercept is not None else np.zeros(coef.shape[0], X.dtype)
         )
