@@ -385,6 +385,13 @@ def parse_arguments(argv):
     parser.add_argument("--repeats", type=int, help="timings per measured fit (median)")
     parser.add_argument("--cap", type=float, help="seconds per tool and case (ladder budget)")
     parser.add_argument(
+        "--cap-factor",
+        type=float,
+        help="a peer's budget is at most this many times the fastest time to 1e-6 in the case "
+        "(default 10; the ladder's fits add up to 2-3 times its last one, so a peer at 3x "
+        "softreg's time needs a factor of about 10 to show it, more to show how far beyond)",
+    )
+    parser.add_argument(
         "--reference-seconds",
         type=float,
         help="L-BFGS seconds for each reference optimum (Newton-CG gets twice as much)",
@@ -428,6 +435,12 @@ def main(argv=None) -> int:
         config.repeats = args.repeats
     if args.reference_seconds is not None:
         config.reference_seconds = args.reference_seconds
+    if args.cap_factor is not None:
+        if args.cap_factor <= 0:
+            print(f"--cap-factor must be positive; got {args.cap_factor}", file=sys.stderr)
+            return 2
+        config.cap_factor = args.cap_factor
+        config.mode = config.mode if config.mode.endswith("partial") else f"{config.mode}-partial"
     if args.cap is not None:
         config.cap_seconds = args.cap
         config.mode = config.mode if config.mode.endswith("partial") else f"{config.mode}-partial"
