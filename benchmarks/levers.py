@@ -35,8 +35,9 @@ from benchmarks import datasets
 from benchmarks.datasets import RESULTS_DIR, DataUnavailableError
 
 
-def median_time(function, repeats):
-    function()  # warm-up
+def median_time(function, repeats, warm_up=True):
+    if warm_up:
+        function()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -89,53 +90,91 @@ def lever_threads(dataset, repeats):
     return {"on": one, "off": many, "what": "one pass, 1 BLAS thread (on) vs all (off)"}
 
 
-def lever_curvature_cache(dataset, repeats):
-    from softreg import _objective
-
-    def run():
-        return fit(dataset, alpha=1e-2, solver="newton-cg")
-
-    on = median_time(run, repeats)
-    with patched(_objective, "_CURVATURE_CACHE_BYTES", 0):
-        off = median_time(run, repeats)
-    return {"on": on, "off": off, "what": "Newton-CG fit, probabilities cached vs recomputed"}
-
-
 def summary(model):
     relative = model.optimality_gap_bound_ / model.objective_
     return f"{model.n_iter_} it, certified {relative:.1e}, converged {model.converged_}"
 
 
-def lever_polish(dataset, repeats, solver):
-    from softreg._objective import Objective
-
-    def run():
-        model = fit(dataset, alpha=1e-4, solver=solver, tol=1e-9)
-        return model
-
-    on_model = run()
-    on = median_time(run, repeats)
-    with patched(Objective, "can_polish_intercept", lambda self: False):
+def fits_with_and_without(run, repeats, obj, name, value, what):
+    """Time the fit ``run()`` as it is, then with ``obj.name`` patched to ``value``."""
+    on_model = run()  # also the warm-up
+    on = median_time(run, repeats, warm_up=False)
+    with patched(obj, name, value):
         off_model = run()
-        off = median_time(run, repeats)
+        off = median_time(run, repeats, warm_up=False)
     return {
         "on": on,
         "off": off,
-        "what": f"{solver} fit to tol 1e-9 (alpha 1e-4)",
+        "what": what,
         "detail": f"with: {summary(on_model)}; without: {summary(off_model)}",
     }
+
+
+def lever_curvature_cache(dataset, repeats):
+    from softreg import _objective
+
+    return fits_with_and_without(
+        lambda: fit(dataset, alpha=1e-2, solver="newton-cg"),
+        repeats,
+        _objective,
+        "_CURVATURE_CACHE_BYTES",
+        0,
+        "Newton-CG fit, probabilities cached vs recomputed",
+    )
+
+
+def lever_polish(dataset, repeats, solver):
+    from softreg._objective import Objective
+
+    return fits_with_and_without(
+        lambda: fit(dataset, alpha=1e-4, solver=solver, tol=1e-9),
+        repeats,
+        Objective,
+        "can_polish_intercept",
+        lambda self: False,
+        f"{solver} fit to tol 1e-9 (alpha 1e-4)",
+    )
 
 
 def lever_start(dataset, repeats):
     from softreg import _estimator
 
-    def run():
-        return fit(dataset, alpha=1e-2, solver="newton-cg")
+    return fits_with_and_without(
+        lambda: fit(dataset, alpha=1e-2, solver="newton-cg"),
+        repeats,
+        _estimator,
+        "_log_prior",
+        lambda loss, target, weight: 0.0,
+        "Newton-CG fit from log-prior intercepts vs zeros",
+    )
 
-    on = median_time(run, repeats)
-    with patched(_estimator, "_log_prior", lambda loss, target, weight: 0.0):
-        off = median_time(run, repeats)
-    return {"on": on, "off": off, "what": "Newton-CG fit from log-prior intercepts vs zeros"}
+
+def lever_scipy_pool(dataset, repeats):
+    import contextlib
+
+    from softreg import _solvers
+
+    return fits_with_and_without(
+        lambda: fit(dataset, alpha=1e-2, solver="lbfgs"),
+        repeats,
+        _solvers,
+        "scipy_blas_single_thread",
+        contextlib.nullcontext,
+        "L-BFGS fit, scipy's BLAS pool at 1 thread vs all",
+    )
+
+
+def lever_subsample(dataset, repeats):
+    from softreg._objective import Objective
+
+    return fits_with_and_without(
+        lambda: fit(dataset, alpha=1e-4, solver="newton-cg"),
+        repeats,
+        Objective,
+        "hessian_subsample",
+        lambda self: 1,
+        "Newton-CG fit (alpha 1e-4), subsampled Hessian vs every row",
+    )
 
 
 def lever_float32(dataset, repeats):
@@ -168,39 +207,6 @@ def lever_blocks(dataset, repeats):
         objective, theta = objective_for(dataset, 1e-2)
         off = median_time(lambda: objective.loss_gradient(theta), repeats)
     return {"on": on, "off": off, "what": "one pass, cache-sized blocks vs 2**20 logits"}
-
-
-def lever_scipy_pool(dataset, repeats):
-    import contextlib
-
-    from softreg import _solvers
-
-    def run():
-        return fit(dataset, alpha=1e-2, solver="lbfgs")
-
-    on = median_time(run, repeats)
-    with patched(_solvers, "scipy_blas_single_thread", contextlib.nullcontext):
-        off = median_time(run, repeats)
-    return {"on": on, "off": off, "what": "L-BFGS fit, scipy's BLAS pool at 1 thread vs all"}
-
-
-def lever_subsample(dataset, repeats):
-    from softreg._objective import Objective
-
-    def run():
-        return fit(dataset, alpha=1e-4, solver="newton-cg")
-
-    on_model = run()
-    on = median_time(run, repeats)
-    with patched(Objective, "hessian_subsample", lambda self: 1):
-        off_model = run()
-        off = median_time(run, repeats)
-    return {
-        "on": on,
-        "off": off,
-        "what": "Newton-CG fit (alpha 1e-4), subsampled Hessian vs every row",
-        "detail": f"with: {summary(on_model)}; without: {summary(off_model)}",
-    }
 
 
 def lever_exp_floor(dataset, repeats):

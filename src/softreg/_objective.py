@@ -73,9 +73,6 @@ class BlockSums(NamedTuple):
     entropy: float  # Σ s_i H(p_i) (softmax only; 0 for squared loss)
     weight: float  # Σ s_i
 
-    def __add__(self, other):  # type: ignore[override]
-        return BlockSums(*(a + b for a, b in zip(self, other, strict=True)))
-
 
 class BlockStatistics(NamedTuple):
     """Sums that do not depend on the parameters, needed by the optimality certificate."""
@@ -85,8 +82,6 @@ class BlockStatistics(NamedTuple):
     cross: np.ndarray  # Σ s_i y_i x_iᵀ, shape (n_outputs, n_features)
     weight: float
 
-    def __add__(self, other):  # type: ignore[override]
-        return BlockStatistics(*(a + b for a, b in zip(self, other, strict=True)))
 
 
 def block_rows(n_samples: int, n_outputs: int, row_bytes: int = 0, n_features: int = 0) -> int:
@@ -153,6 +148,16 @@ def _inner(a, b) -> float:
     return float(np.dot(a.ravel(order="K"), b.ravel(order="K")))
 
 
+def _shifted_exp(logits, intercept, out):
+    """``logits + b`` shifted by each row's max (in place), and its floored ``exp`` in ``out``.
+
+    ``out`` may be ``logits`` itself when the shifted logits are not needed afterwards.
+    """
+    floor = _fused.EXP_FLOOR[logits.dtype]
+    _fused.shift_rows(logits, _empty_if_none(intercept, logits.dtype), floor, out)
+    return np.exp(out, out=out)
+
+
 def _empty_if_none(array, dtype):
     """``array``, or an empty one standing for "none" in the compiled kernels."""
     return np.empty(0, dtype) if array is None else array
@@ -195,10 +200,7 @@ class SoftmaxLoss:
         """:meth:`_block_sums_numpy` with the passes over the logits fused (see _fused.py)."""
         X, target, weight = block
         logits = _matmul_t(X, coef)
-        proba = np.empty_like(logits)
-        floor = _fused.EXP_FLOOR[logits.dtype]
-        _fused.shift_rows(logits, _empty_if_none(intercept, logits.dtype), floor, proba)
-        np.exp(proba, out=proba)
+        proba = _shifted_exp(logits, intercept, out=np.empty_like(logits))
         grad_intercept = np.zeros(self.n_classes)
         sums = _fused.hard_label_sums if target.ndim == 1 else _fused.soft_label_sums
         loss, entropy, total = sums(
@@ -256,9 +258,7 @@ class SoftmaxLoss:
         """The probabilities of a block at ``θ``: all a Hessian-vector product needs."""
         logits = _matmul_t(block.X, coef)
         if _fused.ENABLED:
-            floor = _fused.EXP_FLOOR[logits.dtype]
-            _fused.shift_rows(logits, _empty_if_none(intercept, logits.dtype), floor, logits)
-            proba = np.exp(logits, out=logits)
+            proba = _shifted_exp(logits, intercept, out=logits)
             _fused.normalise_rows(proba)
             return proba
         if intercept is not None:
