@@ -83,7 +83,6 @@ class BlockStatistics(NamedTuple):
     weight: float
 
 
-
 def block_rows(n_samples: int, n_outputs: int, row_bytes: int = 0, n_features: int = 0) -> int:
     """Rows per block, so that a block's logits and its rows of ``X`` stay in cache.
 
