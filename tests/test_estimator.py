@@ -116,10 +116,11 @@ def test_digits_optimum_matches_sklearn(digits, sklearn_fit, solver, alpha, weig
     reference = objective_value(X, y, lbfgs.coef_, lbfgs.intercept_, alpha, sample_weight)
     assert abs(objective - reference) <= 1e-8 * reference
     # The certificate holds against scikit-learn's newton-cholesky optimum (tol 1e-12), up to
-    # a few rounding errors of R.
+    # the rounding of R: each evaluation sums 1797 weighted terms in blocks, measured to differ
+    # by up to 1.3e-15 relative between two evaluations of the same optimum (numpy 2.4).
     newton = sklearn_fit(alpha, weighted, "newton-cholesky", 1e-12)
     optimum = objective_value(X, y, newton.coef_, newton.intercept_, alpha, sample_weight)
-    assert objective - optimum <= model.optimality_gap_bound_ + 4e-16 * optimum
+    assert objective - optimum <= model.optimality_gap_bound_ + 4e-15 * optimum
     # Coefficients to 1e-5 against that optimum. scikit-learn's lbfgs at tol 1e-10 is itself
     # off by up to 1.1e-5 in coef_ and 6e-5 in intercept_ at alpha=1e-4 (its objective is
     # 1.3e-11 relative above the optimum), so it cannot be the coefficient reference.
