@@ -28,7 +28,6 @@ import warnings
 from contextlib import contextmanager
 
 import numpy as np
-import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from benchmarks import datasets
@@ -54,11 +53,8 @@ def objective_for(dataset, alpha, dtype=None):
     objective = Objective(
         SoftmaxLoss(K),
         in_memory(X, dataset.y_train, n_outputs=K),
-        n_features=X.shape[1],
         alpha=alpha,
         fit_intercept=True,
-        dtype=X.dtype,
-        transposed_coef=sp.issparse(X),
     )
     theta = np.random.default_rng(0).normal(scale=0.01, size=objective.n_params)
     return objective, theta
@@ -196,13 +192,13 @@ def lever_fused(dataset, repeats):
 
 
 def lever_blocks(dataset, repeats):
-    from softreg import _objective
+    from softreg import _sources
 
     objective, theta = objective_for(dataset, 1e-2)
     on = median_time(lambda: objective.loss_gradient(theta), repeats)
     with (
-        patched(_objective, "_BLOCK_ENTRIES", 2**20),
-        patched(_objective, "_BLOCK_X_BYTES", 2**40),
+        patched(_sources, "_BLOCK_ENTRIES", 2**20),
+        patched(_sources, "_BLOCK_X_BYTES", 2**40),
     ):
         objective, theta = objective_for(dataset, 1e-2)
         off = median_time(lambda: objective.loss_gradient(theta), repeats)
@@ -230,10 +226,8 @@ def lever_sparse_layout(dataset, repeats):
         objective = Objective(
             SoftmaxLoss(K),
             in_memory(X, dataset.y_train, n_outputs=K),
-            n_features=X.shape[1],
             alpha=1e-2,
             fit_intercept=True,
-            dtype=X.dtype,
             transposed_coef=transposed,
         )
         theta = np.random.default_rng(0).normal(scale=0.01, size=objective.n_params)

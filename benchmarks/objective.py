@@ -227,11 +227,8 @@ def certified_gap(X, y, n_classes, alpha, theta) -> float:
     objective = Objective(
         SoftmaxLoss(n_classes),
         in_memory(X, y),
-        n_features=X.shape[1],
         alpha=alpha,
         fit_intercept=True,
-        dtype=np.float64,
-        transposed_coef=sp.issparse(X),
     )
     evaluation = objective.loss_gradient(objective.pack(theta[:, :-1], theta[:, -1]))
     return evaluation.gap_bound / abs(evaluation.objective)

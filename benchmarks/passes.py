@@ -117,11 +117,8 @@ def softreg_pass(X, y, n_classes, coef, intercept, alpha):
     objective = Objective(
         SoftmaxLoss(n_classes),
         in_memory(X, y),
-        n_features=X.shape[1],
         alpha=alpha,
         fit_intercept=True,
-        dtype=X.dtype,
-        transposed_coef=sp.issparse(X),
     )
     theta = objective.pack(coef, intercept)
 

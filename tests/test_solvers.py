@@ -49,10 +49,8 @@ def make_objective(problem, *, alpha, dtype=np.float64, fit_intercept=True):
     return Objective(
         loss,
         in_memory(X.astype(dtype), target, weight.astype(dtype), n_outputs=n_outputs),
-        n_features=N_FEATURES,
         alpha=alpha,
         fit_intercept=fit_intercept,
-        dtype=dtype,
     )
 
 

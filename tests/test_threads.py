@@ -56,9 +56,7 @@ def test_lbfgs_runs_scipy_with_one_thread(monkeypatch):
     monkeypatch.setattr(solvers, "_lbfgsb", spy)
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((60, 3)), np.arange(60) % 3
-    objective = Objective(
-        SoftmaxLoss(3), in_memory(X, y), n_features=3, alpha=0.1, fit_intercept=True, dtype=float
-    )
+    objective = Objective(SoftmaxLoss(3), in_memory(X, y), alpha=0.1, fit_intercept=True)
     result = solvers.minimize(
         objective, np.zeros(objective.n_params), solver="lbfgs", tol=1e-8, max_iter=100
     )

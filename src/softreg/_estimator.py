@@ -20,8 +20,9 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from softreg import _params as rules
 from softreg._checks import check_probability, check_sample_weight
 from softreg._kernels import log_softmax, softmax
-from softreg._objective import Objective, SoftmaxLoss, SquaredLoss, in_memory, loss_outputs
+from softreg._objective import Objective, SoftmaxLoss, SquaredLoss, loss_outputs
 from softreg._solvers import minimize
+from softreg._sources import ArraySource
 from softreg._threads import blas_threads
 
 __all__ = ["LinearRegression", "SeparableDataWarning", "SoftmaxRegression"]
@@ -79,15 +80,8 @@ class _LinearModel(BaseEstimator):
 
     def _run(self, loss, X, target, weight, theta0):
         """Minimise the objective; set the fitted attributes common to both estimators."""
-        objective = Objective(
-            loss,
-            in_memory(X, target, weight, n_outputs=loss_outputs(loss)),
-            n_features=X.shape[1],
-            alpha=self.alpha,
-            fit_intercept=self.fit_intercept,
-            dtype=X.dtype,
-            transposed_coef=sp.issparse(X),
-        )
+        source = ArraySource(X, target, weight, n_outputs=loss_outputs(loss))
+        objective = Objective(loss, source, alpha=self.alpha, fit_intercept=self.fit_intercept)
         if theta0 is None:
             theta0 = np.zeros(objective.n_params)
         self._dtype_name = X.dtype.name

@@ -6,6 +6,8 @@ Conventions
   regression), ``intercept`` has shape ``(n_outputs,)``.
 * ``theta``, the flat vector the solvers see, is ``coef.ravel()`` (C order) followed by
   ``intercept`` when the model fits one.
+* The rows come from a *source* (:mod:`softreg._sources`): ``Objective`` calls only its
+  ``reduce`` (per-block sums added up) and ``shape``, never asks where the rows live.
 * A *block* is ``(X, target, sample_weight)``: ``X`` is a dense array or CSR matrix of rows,
   ``target`` holds integer class codes ``(n,)`` or a float matrix ``(n, n_outputs)`` (soft
   labels, or regression targets), ``sample_weight`` is ``(n,)`` or ``None`` for unit weights.
@@ -25,9 +27,7 @@ the predictions ``W x_i + b``.
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -35,17 +35,11 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import entr
 
-from . import _fused
+from softreg import _fused
+from softreg._sources import ArraySource, Block, block_rows
 
-# Rows per block: a block's logits hold at most _BLOCK_ENTRIES entries (512 KiB in float64)
-# and its rows of X at most _BLOCK_X_BYTES, so that the block stays in cache between the two
-# matrix products and the passes over its logits, but never fewer than _BLOCK_MIN_ROWS rows,
-# below which BLAS loses more to call overhead than the cache gives back. Measured per
-# loss+gradient pass (`make bench` data): letter 15000 × 16 × 26 9.6 ms in one block, 1.7 ms
-# in blocks of 2520 rows; 100000 × 784 × 10 (2 threads) 147 ms in one block, 108 ms in 256.
-_BLOCK_ENTRIES = 2**16
-_BLOCK_X_BYTES = 2**20
-_BLOCK_MIN_ROWS = 256
+__all__ = ["Block", "Evaluation", "Objective", "SoftmaxLoss", "SquaredLoss", "block_rows"]
+
 # Memory that Newton-CG may spend keeping block probabilities between Hessian-vector products
 # (beyond it they are recomputed): a fixed budget, so extra memory stays O(block × K).
 _CURVATURE_CACHE_BYTES = 64 * 2**20
@@ -54,14 +48,6 @@ _CURVATURE_CACHE_BYTES = 64 * 2**20
 _HESSIAN_ROWS_PER_PARAM = 64
 _HESSIAN_MIN_BLOCKS = 8
 _HESSIAN_MAX_STRIDE = 16
-
-
-class Block(NamedTuple):
-    """Rows of the training data: features, targets and optional sample weights."""
-
-    X: np.ndarray | sp.csr_matrix
-    target: np.ndarray
-    sample_weight: np.ndarray | None
 
 
 class BlockSums(NamedTuple):
@@ -81,34 +67,6 @@ class BlockStatistics(NamedTuple):
     features: np.ndarray  # Σ s_i x_i, shape (n_features,)
     cross: np.ndarray  # Σ s_i y_i x_iᵀ, shape (n_outputs, n_features)
     weight: float
-
-
-def block_rows(n_samples: int, n_outputs: int, row_bytes: int = 0, n_features: int = 0) -> int:
-    """Rows per block, so that a block's logits and its rows of ``X`` stay in cache.
-
-    ``row_bytes`` is the size of one row of ``X`` (its stored entries for sparse data). Each
-    block also returns a ``(n_outputs, n_features)`` gradient: at least ``n_features / 8`` rows
-    per block keep that parameter-sized work small next to the block's own (sector, 55197
-    features: 11 blocks of 583 rows cost 132 ms in Xᵀ R alone, one block of 6412 rows 74 ms).
-
-    >>> block_rows(15000, 26, 16 * 8), block_rows(100000, 10, 784 * 8), block_rows(100, 10)
-    (2520, 256, 100)
-    >>> block_rows(6412, 105, 2000, n_features=55197)
-    6412
-    """
-    rows = _BLOCK_ENTRIES // max(n_outputs, 1)
-    if row_bytes > 0:
-        rows = min(rows, _BLOCK_X_BYTES // row_bytes)
-    return max(1, min(n_samples, max(rows, _BLOCK_MIN_ROWS, n_features // 8)))
-
-
-def iter_blocks(X, target, sample_weight=None, *, rows) -> Iterator[Block]:
-    """Cut in-memory data into row blocks (views for dense C-ordered arrays, slices for CSR)."""
-    n_samples = X.shape[0]
-    for start in range(0, n_samples, rows):
-        stop = min(start + rows, n_samples)
-        weight = None if sample_weight is None else sample_weight[start:stop]
-        yield Block(X[start:stop], target[start:stop], weight)
 
 
 def loss_outputs(loss) -> int:
@@ -331,6 +289,78 @@ class SquaredLoss:
 
 
 # --------------------------------------------------------------------------------------------
+# Per-block functions for Source.reduce: module-level (picklable), parameters as arguments,
+# each returning new arrays that the source adds up.
+# --------------------------------------------------------------------------------------------
+
+
+def _block_sums(index, block, loss, coef, intercept, want_entropy) -> BlockSums:
+    return loss.block_sums(block, coef, intercept, want_entropy)
+
+
+def _block_statistics(index, block, loss) -> BlockStatistics:
+    X, target, weight = block
+    # In the data's dtype, so float32 blocks are never copied to float64.
+    Y = loss.targets(target, X.dtype)
+    s = np.ones(X.shape[0], X.dtype) if weight is None else weight.astype(X.dtype)
+    sY = Y * s[:, None]
+    return BlockStatistics(
+        sY.sum(axis=0, dtype=np.float64),
+        np.asarray(X.T @ s, dtype=np.float64).ravel(),
+        _rows_t_x(sY, X).astype(np.float64, copy=False),
+        float(s.sum(dtype=np.float64)),
+    )
+
+
+def _intercept_newton_sums(index, block, loss, coef, intercept):
+    """Σ s (p - y), Σ s (diag(p) - p pᵀ) and Σ s over a block, in float64 (W fixed)."""
+    logits = _matmul_t(block.X, coef).astype(np.float64) + intercept
+    logits -= logits.max(axis=1, keepdims=True)
+    proba = np.exp(logits)
+    proba /= proba.sum(axis=1, keepdims=True)
+    Y = loss.targets(block.target, np.float64)
+    w = block.sample_weight
+    s = np.ones(proba.shape[0]) if w is None else w.astype(np.float64)
+    weighted = proba * s[:, None]
+    hessian = np.diag(weighted.sum(axis=0)) - weighted.T @ proba
+    return s @ (proba - Y), hessian, float(s.sum())
+
+
+class CurvatureCache:
+    """Per-block curvature (probabilities at θ) kept between Hessian-vector products.
+
+    Blocks are kept in scan order while they fit in a fixed byte budget and recomputed
+    beyond it, so memory stays bounded whatever the number of rows. A copy sent to another
+    process (a Dask worker) arrives empty: there the curvature is recomputed per product.
+    """
+
+    def __init__(self, budget):
+        self.limit = self.budget = budget
+        self.states: list = []
+
+    def __reduce__(self):
+        return CurvatureCache, (self.limit,)
+
+    def get(self, index, block, loss, coef, intercept):
+        if index < len(self.states):
+            return self.states[index]
+        state = loss.block_curvature(block, coef, intercept)
+        size = 0 if state is None else state.nbytes
+        if index == len(self.states) and size <= self.budget:
+            self.states.append(state)
+            self.budget -= size
+        return state
+
+
+def _hessp_sums(index, block, loss, coef, intercept, direction_coef, direction_intercept, cache):
+    """``(Σ_block ∇²(s CE) v`` in coef and intercept, and the block's weight total)."""
+    curvature = cache.get(index, block, loss, coef, intercept)
+    part_c, part_b = loss.block_hessp(block, curvature, direction_coef, direction_intercept)
+    w = block.sample_weight
+    return part_c, part_b, float(block.X.shape[0] if w is None else w.sum(dtype=np.float64))
+
+
+# --------------------------------------------------------------------------------------------
 # The objective: blocks reduced, normalised once, penalty added, certificate computed.
 # --------------------------------------------------------------------------------------------
 
@@ -351,36 +381,35 @@ class Objective:
     Parameters
     ----------
     loss : SoftmaxLoss or SquaredLoss
-    blocks : callable returning an iterable of :class:`Block`
-        Called once per pass over the data; the in-memory path cuts arrays into views, an
-        out-of-core path may read them from disk.
-    n_features : int
+    source : :class:`~softreg._sources.Source`
+        The rows, as blocks. Every pass goes through ``source.reduce``, so the in-memory,
+        out-of-core and distributed paths differ only in the source. ``source.n_features``
+        and ``source.dtype`` (the dtype the block computations run in: float32 stays
+        float32) are taken from it.
     alpha : float
         L2 penalty on ``coef`` (the intercept is not penalised).
     fit_intercept : bool
-    dtype : numpy dtype
-        The dtype the block computations run in (float32 stays float32).
-    transposed_coef : bool, default=False
+    transposed_coef : bool, default=None
         Lay ``coef`` out in ``θ`` as its transpose ``(D, K)`` (C order). Sparse blocks want
         that layout: ``X Wᵀ`` reads ``Wᵀ`` row by row and ``Xᵀ R`` writes ``(D, K)``, so on
         wide sparse data (sector: 55197 × 105 parameters, 46 MB) the usual layout costs two
         parameter-sized transposes per pass. ``unpack`` returns ``coef`` as a ``(K, D)`` view
-        either way.
+        either way. None (the default) means: when the source's blocks are sparse.
     """
 
-    def __init__(
-        self, loss, blocks, *, n_features, alpha, fit_intercept, dtype, transposed_coef=False
-    ):
+    def __init__(self, loss, source, *, alpha, fit_intercept, transposed_coef=None):
         self.loss = loss
-        self.blocks = blocks
-        self.n_features = n_features
+        self.source = source
+        self.n_features = n_features = int(source.n_features)
         self.n_outputs = loss_outputs(loss)
         self.alpha = float(alpha)
         self.fit_intercept = fit_intercept
-        self.dtype = np.dtype(dtype)
+        self.dtype = np.dtype(source.dtype)
         self.n_coef = self.n_outputs * n_features
         self.n_params = self.n_coef + (self.n_outputs if fit_intercept else 0)
         self._statistics = None
+        if transposed_coef is None:
+            transposed_coef = source.sparse
         self.transposed_coef = bool(transposed_coef)
         self._shape = None  # (rows, blocks), counted when first needed
         self._mean_cross = None
@@ -422,46 +451,18 @@ class Objective:
     def sums(self, theta, want_entropy=False) -> BlockSums:
         """One pass: the block sums at ``θ`` added over all blocks."""
         coef, intercept = self._cast(theta)
-        loss = entropy = weight = 0.0
-        grad_coef = grad_intercept = None
-        for block in self.blocks():
-            part = self.loss.block_sums(block, coef, intercept, want_entropy)
-            loss, entropy, weight = loss + part.loss, entropy + part.entropy, weight + part.weight
-            if grad_coef is None:  # each block returns new arrays: add into the first
-                grad_coef, grad_intercept = part.grad_coef, part.grad_intercept
-            else:
-                grad_coef += part.grad_coef
-                grad_intercept += part.grad_intercept
-        if grad_coef is None or weight <= 0:
+        total = self.source.reduce(_block_sums, self.loss, coef, intercept, want_entropy)
+        if total is None or not total.weight > 0:
             raise ValueError("The training data have no rows with positive sample_weight.")
         # Sparse blocks give Fortran-ordered (K, D) sums (the transpose of Xᵀ R); they are
         # added in that layout and put in θ's layout once here, never mixed with the other
         # layout in element-wise arithmetic (slow on parameter-sized arrays).
-        grad_coef = self._in_layout(grad_coef)
-        return BlockSums(loss, grad_coef, grad_intercept, entropy, weight)
+        return total._replace(grad_coef=self._in_layout(total.grad_coef))
 
     def statistics(self) -> BlockStatistics:
         """Σ s y, Σ s x, Σ s y xᵀ and Σ s, computed once (they do not depend on θ)."""
         if self._statistics is None:
-            total = None
-            for X, target, weight in self.blocks():
-                # In the data's dtype, so float32 blocks are never copied to float64.
-                Y = self.loss.targets(target, X.dtype)
-                s = np.ones(X.shape[0], X.dtype) if weight is None else weight.astype(X.dtype)
-                sY = Y * s[:, None]
-                features = np.asarray(X.T @ s, dtype=np.float64).ravel()
-                part = BlockStatistics(
-                    sY.sum(axis=0, dtype=np.float64),
-                    features,
-                    _rows_t_x(sY, X).astype(np.float64, copy=False),
-                    float(s.sum(dtype=np.float64)),
-                )
-                if total is None:  # new arrays: the other blocks are added into them
-                    total = part
-                else:
-                    for mine, theirs in zip(total[:3], part[:3], strict=True):
-                        mine += theirs
-                    total = total._replace(weight=total.weight + part.weight)
+            total = self.source.reduce(_block_statistics, self.loss)
             if total is not None:
                 total = total._replace(cross=self._in_layout(total.cross))
             self._statistics = total
@@ -510,21 +511,10 @@ class Objective:
         """
         coef, intercept = self._cast(theta)
         intercept = self.unpack(theta)[1].copy()
-        K = self.n_outputs
         for _ in range(steps):
-            gradient, hessian, total = np.zeros(K), np.zeros((K, K)), 0.0
-            for block in self.blocks():
-                logits = _matmul_t(block.X, coef).astype(np.float64) + intercept
-                logits -= logits.max(axis=1, keepdims=True)
-                proba = np.exp(logits)
-                proba /= proba.sum(axis=1, keepdims=True)
-                Y = self.loss.targets(block.target, np.float64)
-                w = block.sample_weight
-                s = np.ones(proba.shape[0]) if w is None else w.astype(np.float64)
-                gradient += s @ (proba - Y)
-                sp_ = proba * s[:, None]
-                hessian += np.diag(sp_.sum(axis=0)) - sp_.T @ proba
-                total += float(s.sum())
+            gradient, hessian, total = self.source.reduce(
+                _intercept_newton_sums, self.loss, coef, intercept
+            )
             gradient /= total
             hessian /= total
             step = np.linalg.lstsq(hessian + 1.0, -gradient, rcond=None)[0]
@@ -546,41 +536,16 @@ class Objective:
         memory stays bounded whatever the number of rows.
         """
         coef, intercept = self._cast(theta)
-        alpha = self.alpha
-        cache: list = []
-        budget = [_CURVATURE_CACHE_BYTES]
-
-        def curvature(index, block):
-            if index < len(cache):
-                return cache[index]
-            state = self.loss.block_curvature(block, coef, intercept)
-            size = 0 if state is None else state.nbytes
-            if index == len(cache) and size <= budget[0]:
-                cache.append(state)
-                budget[0] -= size
-            return state
+        cache = CurvatureCache(_CURVATURE_CACHE_BYTES)
 
         def product(v):
             direction_coef, direction_intercept = self._cast(v)
-            hc = np.zeros((self.n_outputs, self.n_features))
-            hb = np.zeros(self.n_outputs)
-            S = 0.0
-            blocks = itertools.islice(self.blocks(), 0, None, every)
-            for index, block in enumerate(blocks):
-                part_c, part_b = self.loss.block_hessp(
-                    block, curvature(index, block), direction_coef, direction_intercept
-                )
-                if index == 0:  # new arrays, in the layout every block gives (see sums)
-                    hc = part_c
-                else:
-                    hc += part_c
-                hb += part_b
-                w = block.sample_weight
-                S += block.X.shape[0] if w is None else float(w.sum(dtype=np.float64))
+            args = (self.loss, coef, intercept, direction_coef, direction_intercept, cache)
+            hc, hb, S = self.source.reduce(_hessp_sums, *args, every=every)
             if every > 1 and not S > 0:  # the subsample has no weight: use every row
                 return self.hessp(theta)(v)
             v_coef, _ = self.unpack(v)
-            return self.pack(self._in_layout(hc) / S + alpha * v_coef, hb / S)
+            return self.pack(self._in_layout(hc) / S + self.alpha * v_coef, hb / S)
 
         return product
 
@@ -596,11 +561,7 @@ class Objective:
         good while each Hessian-vector product reads a fraction of the data.
         """
         if self._shape is None:
-            rows = blocks = 0
-            for block in self.blocks():
-                rows += block.X.shape[0]
-                blocks += 1
-            self._shape = rows, blocks
+            self._shape = self.source.shape()
         rows, blocks = self._shape
         every = 1
         while (
@@ -670,23 +631,8 @@ class Objective:
 
 
 def in_memory(X, target, sample_weight=None, *, n_outputs=None, rows=None):
-    """A re-iterable block source over arrays held in memory.
-
-    ``rows`` defaults to :func:`block_rows` for ``n_outputs`` logits per row (by default the
-    columns of a 2-D ``target``, or the number of classes its integer codes reach).
-    """
-    if n_outputs is None:
-        n_outputs = target.shape[1] if target.ndim == 2 else int(target.max(initial=1)) + 1
-    if not rows:
-        n_samples = X.shape[0]
-        stored = X.nnz if sp.issparse(X) else n_samples * X.shape[1]
-        row_bytes = -(-stored * X.dtype.itemsize // max(n_samples, 1))
-        rows = block_rows(n_samples, n_outputs, row_bytes, X.shape[1])
-
-    def blocks() -> Iterable[Block]:
-        return iter_blocks(X, target, sample_weight, rows=rows)
-
-    return blocks
+    """An :class:`~softreg._sources.ArraySource` over arrays held in memory (no copies)."""
+    return ArraySource(X, target, sample_weight, n_outputs=n_outputs, rows=rows)
 
 
 def objective_value(X, target, coef, intercept=None, alpha=0.0, sample_weight=None):
@@ -713,11 +659,8 @@ def objective_value(X, target, coef, intercept=None, alpha=0.0, sample_weight=No
     objective = Objective(
         SoftmaxLoss(coef.shape[0]),
         in_memory(X, target, weight, n_outputs=coef.shape[0]),
-        n_features=coef.shape[1],
         alpha=alpha,
         fit_intercept=fit_intercept,
-        dtype=np.float64,
-        transposed_coef=sp.issparse(X),
     )
     sums = objective.sums(objective.pack(coef, intercept))
     return sums.loss / sums.weight + 0.5 * float(alpha) * _inner(coef, coef)
