@@ -185,3 +185,54 @@ class CallableSource(Source):
 
     def blocks(self) -> Iterator[Block]:
         return iter(self._blocks())
+
+
+class Summary(NamedTuple):
+    """What a first pass over a :class:`Dataset` collects before a fit iterates.
+
+    ``classes`` are the sorted distinct labels of a 1-D target (the estimator's ``classes_``)
+    and ``class_totals`` their total sample weight; for a 2-D target (soft labels,
+    regression targets) ``classes`` is None and ``class_totals`` holds the weighted column
+    sums. ``mean`` and ``std`` are the weighted feature means and standard deviations, or
+    None when the scan was not asked for them.
+    """
+
+    n_samples: int
+    classes: np.ndarray | None
+    class_totals: np.ndarray
+    weight_total: float
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+
+
+class Dataset:
+    """Rows as users hold them (raw labels), re-iterable: what ``open_dataset`` returns.
+
+    A dataset is turned into a :class:`Source` for the objective at the estimator's boundary:
+    ``scan`` first (classes, counts, weight totals, optionally feature moments), then
+    ``source(classes=...)`` yields encoded blocks. Subclasses (files, Dask collections) set
+    ``n_features``, ``dtype``, ``feature_names`` and ``target_ndim`` (1 for labels, 2 for a
+    probability or target matrix, 0 when the data carry no target: prediction only).
+    """
+
+    n_features: int
+    dtype: np.dtype
+    feature_names: np.ndarray | None = None
+    target_ndim: int = 1
+
+    def scan(self, *, moments: bool = False) -> Summary:
+        """One pass over the rows: the :class:`Summary` a fit needs."""
+        raise NotImplementedError
+
+    def source(self, *, classes=None, class_weight=None, scale=None) -> Source:
+        """The rows as a :class:`Source` of encoded blocks.
+
+        ``classes`` (sorted labels) maps 1-D labels to codes; a label outside them is an error
+        naming where it was found. ``class_weight`` (one factor per class) multiplies each
+        row's sample weight. ``scale = (mean, std)`` standardises the features on the fly.
+        """
+        raise NotImplementedError
+
+    def batches(self) -> Iterator[Block]:
+        """Raw row blocks for prediction: ``target`` holds raw labels, or None."""
+        raise NotImplementedError
