@@ -1,8 +1,10 @@
 """The estimators: softmax regression and its squared-loss sibling, scikit-learn style.
 
-Both build an :class:`~softreg._objective.Objective` over in-memory row blocks and hand it
-to a solver from :mod:`softreg._solvers`; everything specific to the data (labels, soft
-labels, weights, dtypes, feature names) is settled here, at the boundary.
+Both build an :class:`~softreg._objective.Objective` over the row blocks of a dataset and
+hand it to a solver from :mod:`softreg._solvers`; everything specific to the data (labels,
+soft labels, weights, dtypes, feature names) is settled here, at the boundary. In-memory
+arrays are wrapped in an :class:`~softreg._sources.ArrayDataset`, so ``fit(X, y)`` and
+``fit(dataset)`` (files, Dask) run the same steps (see :mod:`softreg._datapath`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from softreg import _datapath as datapath
 from softreg import _params as rules
 from softreg._checks import check_probability, check_sample_weight
 from softreg._kernels import log_softmax, softmax
-from softreg._objective import Objective, SoftmaxLoss, SquaredLoss, loss_outputs
+from softreg._objective import Objective, SoftmaxLoss, SquaredLoss
 from softreg._solvers import minimize
-from softreg._sources import ArraySource
+from softreg._sources import ArrayDataset, Dataset
 from softreg._threads import blas_threads
 
 __all__ = ["LinearRegression", "SeparableDataWarning", "SoftmaxRegression"]
@@ -55,6 +58,7 @@ _COMMON_PARAMS = {
     "max_iter": rules.integer(1),
     "learning_rate": rules.either(rules.none(), rules.real(0, low_open=True)),
     "warm_start": rules.boolean(),
+    "standardize": rules.boolean(),
     "verbose": rules.integer(0),
     "callback": rules.either(rules.none(), (callable, "a callable")),
 }
@@ -78,16 +82,16 @@ class _LinearModel(BaseEstimator):
             return self.solver
         return "newton-cg" if n_params <= _AUTO_NEWTON_MAX_PARAMS else "lbfgs"
 
-    def _run(self, loss, X, target, weight, theta0):
+    def _run(self, loss, source, n_samples, theta0):
         """Minimise the objective; set the fitted attributes common to both estimators."""
-        source = ArraySource(X, target, weight, n_outputs=loss_outputs(loss))
         objective = Objective(loss, source, alpha=self.alpha, fit_intercept=self.fit_intercept)
         if theta0 is None:
             theta0 = np.zeros(objective.n_params)
-        self._dtype_name = X.dtype.name
-        self.tol_ = self.tol if self.tol is not None else _DEFAULT_TOL[X.dtype.name]
+        dtype = np.dtype(source.dtype)
+        self._dtype_name = dtype.name
+        self.tol_ = self.tol if self.tol is not None else _DEFAULT_TOL[dtype.name]
         self.solver_ = self._resolve_solver(objective.n_params)
-        with blas_threads(X.shape[0], X.shape[1], objective.n_outputs):
+        with blas_threads(n_samples, source.n_features, objective.n_outputs):
             result = minimize(
                 objective,
                 theta0,
@@ -98,9 +102,9 @@ class _LinearModel(BaseEstimator):
                 learning_rate=self.learning_rate,
             )
         coef, intercept = objective.unpack(result.theta)
-        self.coef_ = np.ascontiguousarray(coef, dtype=X.dtype)  # (sparse fits store it transposed)
+        self.coef_ = np.ascontiguousarray(coef, dtype=dtype)  # (sparse fits store it transposed)
         self.intercept_ = (
-            intercept.astype(X.dtype) if intercept is not None else np.zeros(coef.shape[0], X.dtype)
+            intercept.astype(dtype) if intercept is not None else np.zeros(coef.shape[0], dtype)
         )
         self.n_iter_ = result.n_iter
         self.history_ = result.history
@@ -110,6 +114,33 @@ class _LinearModel(BaseEstimator):
         if not result.converged:
             warnings.warn(self._convergence_message(result), ConvergenceWarning, stacklevel=3)
         return objective
+
+    def _dataset(self, X, y, sample_weight):
+        """``X`` as a :class:`Dataset` whose features the model adopts (``fit(dataset)``)."""
+        datapath.check_dataset_call(X, y, sample_weight, f"{type(self).__name__}.fit")
+        self.n_features_in_ = X.n_features
+        if X.feature_names is not None:
+            self.feature_names_in_ = np.asarray(X.feature_names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        return X
+
+    def _scaling(self, dataset, summary):
+        """``(mean or None, scale)`` for ``standardize=True``, else None.
+
+        Features are centred only where an intercept can absorb the shift and the data are
+        dense (centring would fill sparse rows in).
+        """
+        if not self.standardize:
+            return None
+        return datapath.feature_scaling(summary, self.fit_intercept and not dataset.sparse)
+
+    def _fold_scaling(self, scaling):
+        """Turn the fitted coefficients of standardised features into those of raw ones."""
+        if scaling is not None:
+            coef, intercept = datapath.unscale(self.coef_, self.intercept_, *scaling)
+            self.coef_ = coef.astype(self.coef_.dtype)
+            self.intercept_ = intercept.astype(self.intercept_.dtype)
 
     def _progress_callback(self):
         if not self.verbose:
@@ -162,12 +193,23 @@ class _LinearModel(BaseEstimator):
     def _decision(self, X):
         check_is_fitted(self)
         X = self._validate_features(X, reset=False)
-        coef = self.coef_.astype(X.dtype, copy=False)
+        return self._block_decision(X)
+
+    def _block_decision(self, X):
+        """``X Wᵀ + b`` for validated rows ``X`` (dense or CSR)."""
+        coef = np.atleast_2d(self.coef_).astype(X.dtype, copy=False)
         scores = np.asarray(X @ coef.T)
-        scores += self.intercept_.astype(X.dtype, copy=False)
+        scores += np.atleast_1d(self.intercept_).astype(X.dtype, copy=False)
         return scores
 
-    def _theta0(self, objective_shape, X):
+    def _map_rows(self, X, transform):
+        """``transform`` of the decision values of ``X``: an array, or a dataset streamed."""
+        if isinstance(X, Dataset):
+            check_is_fitted(self)
+            return datapath.stream_rows(self, X, lambda rows: transform(self._block_decision(rows)))
+        return transform(self._decision(X))
+
+    def _theta0(self, objective_shape):
         if self.warm_start and hasattr(self, "coef_") and self.coef_.shape == objective_shape:
             parts = [np.asarray(self.coef_, dtype=np.float64).ravel()]
             if self.fit_intercept:
@@ -228,6 +270,13 @@ class SoftmaxRegression(ClassifierMixin, _LinearModel):
         ``Σ_k y_ik · class_weight[k]``).
     warm_start : bool, default=False
         Start from the previous fit's coefficients when the shapes agree.
+    standardize : bool, default=False
+        Fit on features standardised with the weighted means and standard deviations of a
+        first pass (``(x - μ) / σ``; sparse data and fits without intercept are only
+        divided by ``σ``), then fold the scaling back into ``coef_`` and ``intercept_`` so
+        that the model takes raw features. This is ``StandardScaler`` that also works out of
+        core. ``alpha`` then penalises the standardised coefficients, and ``objective_`` and
+        ``optimality_gap_bound_`` certify that standardised problem.
     label_smoothing : float in [0, 1), default=0.0
         Train on ``(1 - ε) y + ε / n_classes`` instead of ``y``.
     classes : array-like or None, default=None
@@ -290,6 +339,7 @@ class SoftmaxRegression(ClassifierMixin, _LinearModel):
         learning_rate=None,
         class_weight=None,
         warm_start=False,
+        standardize=False,
         label_smoothing=0.0,
         classes=None,
         verbose=0,
@@ -303,6 +353,7 @@ class SoftmaxRegression(ClassifierMixin, _LinearModel):
         self.learning_rate = learning_rate
         self.class_weight = class_weight
         self.warm_start = warm_start
+        self.standardize = standardize
         self.label_smoothing = label_smoothing
         self.classes = classes
         self.verbose = verbose
@@ -314,7 +365,7 @@ class SoftmaxRegression(ClassifierMixin, _LinearModel):
         return tags
 
     def _targets(self, y, n_samples, dtype):
-        """Return ``(classes_, target)``: int codes for labels, a float matrix for soft labels."""
+        """Validated labels (1-D) or class probabilities (2-D, in ``dtype``) from ``y``."""
         y = np.asarray(y) if not sp.issparse(y) else y
         if sp.issparse(y):
             raise TypeError("`y` must be a dense array of labels or of class probabilities.")
@@ -323,14 +374,7 @@ class SoftmaxRegression(ClassifierMixin, _LinearModel):
                 raise ValueError(
                     f"`y` must have one row per sample ({n_samples}); got {y.shape[0]} rows."
                 )
-            proba = check_probability(y, "y").astype(dtype, copy=False)
-            classes = np.arange(y.shape[1]) if self.classes is None else np.asarray(self.classes)
-            if classes.shape != (y.shape[1],) or len(np.unique(classes)) != y.shape[1]:
-                raise ValueError(
-                    f"`classes` must list {y.shape[1]} distinct labels, one per column of the "
-                    f"soft-label matrix `y`; got {classes!r}."
-                )
-            return classes, np.ascontiguousarray(proba)
+            return np.ascontiguousarray(check_probability(y, "y").astype(dtype, copy=False))
         y = column_or_1d(y, warn=True)
         if y.shape[0] != n_samples:
             raise ValueError(
@@ -340,52 +384,42 @@ class SoftmaxRegression(ClassifierMixin, _LinearModel):
             index = int(np.flatnonzero(~np.isfinite(y))[0])
             raise ValueError(f"`y` must hold finite labels; got {y[index]} at index {index}.")
         check_classification_targets(y)
-        classes, codes = np.unique(y, return_inverse=True)
+        return y
+
+    def _classes(self, dataset, summary):
+        """``classes_`` from the scan (labels) or from ``classes`` (soft-label columns)."""
+        if dataset.target_ndim == 2:
+            n_columns = len(summary.class_totals)
+            classes = np.arange(n_columns) if self.classes is None else np.asarray(self.classes)
+            if classes.shape != (n_columns,) or len(np.unique(classes)) != n_columns:
+                raise ValueError(
+                    f"`classes` must list {n_columns} distinct labels, one per column of the "
+                    f"soft-label matrix `y`; got {classes!r}."
+                )
+            return classes
+        classes = summary.classes
         if len(classes) < 2:
             raise ValueError(
                 "SoftmaxRegression needs samples of at least 2 classes in `y`; "
-                f"got 1 class, {classes.tolist()[0]!r}."
+                f"got {len(classes)} class{'' if len(classes) == 1 else 'es'}"
+                f"{', ' + repr(classes.tolist()[0]) if len(classes) else ''}."
             )
         if self.classes is not None and not np.array_equal(np.asarray(self.classes), classes):
             raise ValueError(
                 "`classes` is for soft labels; with 1-D `y` it must equal the labels present "
                 f"{classes.tolist()!r}; got {list(self.classes)!r}."
             )
-        return classes, codes.astype(np.intp)
+        return classes
 
-    def _class_weights(self, classes, target, weight, dtype):
-        if self.class_weight is None:
-            return weight
-        n_samples = target.shape[0]
-        if isinstance(self.class_weight, str):  # "balanced": n / (K · weighted class count)
-            counts = (
-                np.bincount(target, minlength=len(classes)) if target.ndim == 1 else target.sum(0)
-            )
-            per_class = n_samples / (len(classes) * np.maximum(counts, 1e-300))
-        else:
-            unknown = [label for label in self.class_weight if label not in set(classes.tolist())]
-            if unknown:
-                raise ValueError(
-                    f"`class_weight` names labels {unknown!r} that are not among the classes "
-                    f"{classes.tolist()!r}."
-                )
-            per_class = np.array([float(self.class_weight.get(c, 1.0)) for c in classes.tolist()])
-            if not np.all(np.isfinite(per_class) & (per_class >= 0)):
-                raise ValueError(
-                    "`class_weight` values must be finite and non-negative; "
-                    f"got {self.class_weight!r}."
-                )
-        row = per_class[target] if target.ndim == 1 else target @ per_class
-        row = row.astype(dtype)
-        return row if weight is None else weight * row
-
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Fit to features ``X`` and labels (1-D) or class probabilities (2-D) ``y``.
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            float32 input is trained in float32, anything else in float64.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features), or a dataset
+            float32 input is trained in float32, anything else in float64. A dataset
+            (:func:`softreg.open_dataset`) carries its own labels and sample weights and is
+            streamed: ``y`` and ``sample_weight`` must then be None.
         y : array-like of shape (n_samples,) or (n_samples, n_classes)
         sample_weight : array-like of shape (n_samples,), default=None
 
@@ -399,20 +433,37 @@ class SoftmaxRegression(ClassifierMixin, _LinearModel):
                 "The 'label_smoothing' parameter of SoftmaxRegression must be in [0, 1); "
                 f"got {self.label_smoothing!r}."
             )
+        if isinstance(X, Dataset):
+            return self._fit_dataset(self._dataset(X, y, sample_weight))
         if y is None:
             raise ValueError("SoftmaxRegression requires y to be passed, but the target y is None.")
         X = self._validate_features(X, reset=True)
-        classes, target = self._targets(y, X.shape[0], X.dtype)
+        y = self._targets(y, X.shape[0], X.dtype)
         weight = _check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        weight = self._class_weights(classes, target, weight, X.dtype)
-        if weight is not None and not weight.sum(dtype=np.float64) > 0:
+        return self._fit_dataset(ArrayDataset(X, y, weight))
+
+    def _fit_dataset(self, dataset):
+        """Scan, settle classes, class weights and the start, then fit on ``dataset``."""
+        summary = dataset.scan(moments=self.standardize)
+        _check_rows(summary)
+        classes = self._classes(dataset, summary)
+        hard = dataset.target_ndim == 1
+        per_class = datapath.class_factors(
+            self.class_weight, classes, summary.class_counts, summary.n_samples
+        )
+        scaling = self._scaling(dataset, summary)
+        source = dataset.source(
+            classes=classes if hard else None, class_weight=per_class, scale=scaling
+        )
+        # Each class's total weight (sample_weight × class_weight × class probability).
+        if hard or per_class is None:
+            mass = summary.class_totals * (1.0 if per_class is None else per_class)
+        else:
+            mass = source.reduce(datapath.target_sums)[0]
+        if not mass.sum() > 0:
             raise ValueError("The weights (sample_weight × class_weight) sum to zero.")
         # With one class left the infimum R = 0 is approached as its intercept grows without
         # bound: no minimiser, as with a single class in `y` (smoothing gives every class mass).
-        if target.ndim == 1:
-            mass = np.bincount(target, weights=weight, minlength=len(classes))
-        else:
-            mass = target.sum(axis=0) if weight is None else weight @ target
         present = np.flatnonzero(mass > 0)
         if len(present) < 2 and not self.label_smoothing:
             raise ValueError(
@@ -430,32 +481,34 @@ class SoftmaxRegression(ClassifierMixin, _LinearModel):
                 "have none, so their intercepts would run to -inf. Drop them (and their rows), "
                 "give them weight, or set label_smoothing > 0."
             )
-        n_classes = len(classes)
+        n_classes, n_features = len(classes), dataset.n_features
         self.classes_ = classes
         loss = SoftmaxLoss(n_classes, float(self.label_smoothing))
-        theta0 = self._theta0((n_classes, X.shape[1]), X)
+        theta0 = self._theta0((n_classes, n_features))
         if theta0 is None and self.fit_intercept:
-            theta0 = np.zeros(n_classes * (X.shape[1] + 1))
-            theta0[n_classes * X.shape[1] :] = _log_prior(loss, target, weight)
-        self._run(loss, X, target, weight, theta0)
+            theta0 = np.zeros(n_classes * (n_features + 1))
+            theta0[n_classes * n_features :] = datapath.log_prior(
+                mass, n_classes, loss.label_smoothing
+            )
+        self._run(loss, source, summary.n_samples, theta0)
         # Adding one constant to every intercept leaves softmax, and so R, unchanged: report the
         # representative with zero mean, whatever drift rounding caused along that flat direction.
         self.intercept_ -= self.intercept_.mean(dtype=np.float64)
-        if self.alpha == 0 and target.ndim == 1:
-            self._warn_if_separable(X, target, weight)
+        if self.alpha == 0 and hard:
+            self._warn_if_separable(source)
+        self._fold_scaling(scaling)
         return self
 
-    def _warn_if_separable(self, X, target, weight):
+    def _warn_if_separable(self, source):
         # A strictly separating linear rule scaled by c → ∞ drives every sample's CE to 0, so
         # with alpha = 0 no finite minimiser exists when the fit classifies every row right.
-        predicted = np.argmax(self._decision(X), axis=1)
-        counted = np.ones(X.shape[0], bool) if weight is None else weight > 0
-        if np.all(predicted[counted] == target[counted]):
+        (wrong,) = source.reduce(datapath.misclassified_weight, self.coef_, self.intercept_)
+        if wrong == 0:
             warnings.warn(
                 "The training data are linearly separable: with alpha=0 the objective has no "
                 "finite minimiser and the coefficients grow until max_iter. Set alpha > 0.",
                 SeparableDataWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
 
     def decision_function(self, X):
@@ -465,25 +518,26 @@ class SoftmaxRegression(ClassifierMixin, _LinearModel):
         ``z_1 - z_0`` of ``classes_[1]`` against ``classes_[0]``, positive where ``classes_[1]``
         is predicted.
         """
-        logits = self._decision(X)
-        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
+        return self._map_rows(X, _log_odds)
 
     def predict_proba(self, X):
         """Class probabilities ``softmax(X Wᵀ + b)``, shape (n_samples, n_classes)."""
-        return softmax(self._decision(X), axis=1)
+        return self._map_rows(X, lambda logits: softmax(logits, axis=1))
 
     def predict_log_proba(self, X):
         """Log-probabilities ``logits - logsumexp(logits)``, exact even where ``p`` underflows."""
-        return log_softmax(self._decision(X), axis=1)
+        return self._map_rows(X, lambda logits: log_softmax(logits, axis=1))
 
     def predict(self, X):
         """The most probable class label per row."""
-        logits = self._decision(X)
-        return self.classes_[np.argmax(logits, axis=1)]
+        return self._map_rows(X, lambda logits: self.classes_[np.argmax(logits, axis=1)])
 
-    def score(self, X, y, sample_weight=None):
-        """Accuracy on ``(X, y)``; labels the model has never seen are an error."""
+    def score(self, X, y=None, sample_weight=None):
+        """Accuracy on ``(X, y)``, or on a dataset (streamed); unseen labels are an error."""
         check_is_fitted(self)
+        if isinstance(X, Dataset):
+            datapath.check_dataset_call(X, y, sample_weight, "score")
+            return datapath.streamed_accuracy(self, X)
         y = column_or_1d(y)
         unseen = np.setdiff1d(np.unique(y), self.classes_)
         if unseen.size:
@@ -494,18 +548,16 @@ class SoftmaxRegression(ClassifierMixin, _LinearModel):
         return super().score(X, y, sample_weight=sample_weight)
 
 
-def _log_prior(loss, target, weight):
-    """Log of the weighted class frequencies: the optimal intercept when ``coef = 0``."""
-    if target.ndim == 1:  # counts, never an n × K one-hot matrix
-        freq = np.bincount(target, weights=weight, minlength=loss.n_classes).astype(np.float64)
-        freq /= freq.sum()
-        eps = loss.label_smoothing
-        freq = (1 - eps) * freq + eps / loss.n_classes
-    else:
-        Y = loss.targets(target, np.float64)
-        freq = Y.mean(axis=0) if weight is None else (weight @ Y) / weight.sum(dtype=np.float64)
-    log_freq = np.log(np.maximum(freq, np.finfo(np.float64).tiny))
-    return log_freq - log_freq.mean()
+def _log_odds(logits):
+    """scikit-learn's binary decision values: ``z_1 - z_0`` for two classes, else the logits."""
+    return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
+
+
+def _check_rows(summary):
+    if summary.n_samples == 0:
+        raise ValueError("The dataset has no rows to fit on.")
+    if not summary.weight_total > 0:
+        raise ValueError("`sample_weight` must have a positive sum; got all zeros.")
 
 
 class LinearRegression(RegressorMixin, _LinearModel):
@@ -552,6 +604,7 @@ class LinearRegression(RegressorMixin, _LinearModel):
         max_iter=1000,
         learning_rate=None,
         warm_start=False,
+        standardize=False,
         verbose=0,
         callback=None,
     ):
@@ -562,6 +615,7 @@ class LinearRegression(RegressorMixin, _LinearModel):
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.warm_start = warm_start
+        self.standardize = standardize
         self.verbose = verbose
         self.callback = callback
 
@@ -571,9 +625,15 @@ class LinearRegression(RegressorMixin, _LinearModel):
         tags.target_tags.multi_output = True
         return tags
 
-    def fit(self, X, y, sample_weight=None):
-        """Fit to features ``X`` and targets ``y`` of shape (n_samples,) or (n_samples, k)."""
+    def fit(self, X, y=None, sample_weight=None):
+        """Fit to features ``X`` and targets ``y`` of shape (n_samples,) or (n_samples, k).
+
+        ``X`` may be a dataset (:func:`softreg.open_dataset`), streamed, which carries its own
+        targets and sample weights (``y`` and ``sample_weight`` must then be None).
+        """
         rules.validate_params(self, self._parameter_table)
+        if isinstance(X, Dataset):
+            return self._fit_dataset(self._dataset(X, y, sample_weight))
         if y is None:
             raise ValueError("LinearRegression requires y to be passed, but the target y is None.")
         X = self._validate_features(X, reset=True)
@@ -591,28 +651,40 @@ class LinearRegression(RegressorMixin, _LinearModel):
             )
         if not np.all(np.isfinite(y_arr)):
             raise ValueError("`y` must hold finite numbers (no NaN or inf).")
-        self._single_output = y_arr.ndim == 1
-        target = np.ascontiguousarray(y_arr.reshape(X.shape[0], -1), dtype=X.dtype)
         weight = _check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        n_outputs = target.shape[1]
+        return self._fit_dataset(ArrayDataset(X, y_arr, weight))
+
+    def _fit_dataset(self, dataset):
+        summary = dataset.scan(moments=self.standardize, labels=False)
+        _check_rows(summary)
+        self._single_output = dataset.target_ndim == 1
+        n_outputs, n_features = len(summary.class_totals), dataset.n_features
+        scaling = self._scaling(dataset, summary)
+        source = dataset.source(scale=scaling)
         theta0 = None
         if self.warm_start and hasattr(self, "coef_"):
             coef = np.atleast_2d(self.coef_)
-            if coef.shape == (n_outputs, X.shape[1]):
+            if coef.shape == (n_outputs, n_features):
                 parts = [coef.astype(np.float64).ravel()]
                 if self.fit_intercept:
                     parts.append(np.atleast_1d(self.intercept_).astype(np.float64))
                 theta0 = np.concatenate(parts)
-        self._run(SquaredLoss(n_outputs), X, target, weight, theta0)
+        self._run(SquaredLoss(n_outputs), source, summary.n_samples, theta0)
+        self._fold_scaling(scaling)
         if self._single_output:
             self.coef_ = self.coef_[0]
             self.intercept_ = self.intercept_[0]
         return self
 
     def predict(self, X):
-        """Predictions ``X Wᵀ + b``."""
-        check_is_fitted(self)
-        X = self._validate_features(X, reset=False)
-        coef = np.atleast_2d(self.coef_).astype(X.dtype, copy=False)
-        out = np.asarray(X @ coef.T) + np.atleast_1d(self.intercept_).astype(X.dtype)
+        """Predictions ``X Wᵀ + b``; a dataset is streamed."""
+        out = self._map_rows(X, lambda values: values)
         return out[:, 0] if self._single_output else out
+
+    def score(self, X, y=None, sample_weight=None):
+        """``R²`` of the predictions on ``(X, y)``, or on a dataset (streamed)."""
+        if isinstance(X, Dataset):
+            check_is_fitted(self)
+            datapath.check_dataset_call(X, y, sample_weight, "score")
+            return datapath.streamed_r2(self, X)
+        return super().score(X, y, sample_weight=sample_weight)

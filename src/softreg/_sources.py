@@ -37,7 +37,20 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["ArraySource", "Block", "CallableSource", "Source", "add_sums", "block_rows"]
+__all__ = [
+    "ArrayDataset",
+    "ArraySource",
+    "Block",
+    "CallableSource",
+    "Dataset",
+    "Moments",
+    "Source",
+    "StandardizedSource",
+    "Summary",
+    "add_sums",
+    "block_rows",
+    "standardize_block",
+]
 
 # Rows per block: a block's logits hold at most _BLOCK_ENTRIES entries (512 KiB in float64)
 # and its rows of X at most _BLOCK_X_BYTES, so that the block stays in cache between the two
@@ -192,9 +205,12 @@ class Summary(NamedTuple):
 
     ``classes`` are the sorted distinct labels of a 1-D target (the estimator's ``classes_``)
     and ``class_totals`` their total sample weight; for a 2-D target (soft labels,
-    regression targets) ``classes`` is None and ``class_totals`` holds the weighted column
-    sums. ``mean`` and ``std`` are the weighted feature means and standard deviations, or
-    None when the scan was not asked for them.
+    regression targets), or a 1-D one scanned with ``labels=False`` (read as one column),
+    ``classes`` is None and ``class_totals`` holds the weighted column sums.
+    ``class_counts`` is the same without the sample weights (rows per class, or plain column
+    sums): what ``class_weight="balanced"`` divides by. ``mean`` and ``std`` are the weighted
+    feature means and (population) standard deviations, or None when the scan was not asked
+    for them.
     """
 
     n_samples: int
@@ -203,6 +219,7 @@ class Summary(NamedTuple):
     weight_total: float
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
+    class_counts: np.ndarray | None = None
 
 
 class Dataset:
@@ -211,17 +228,23 @@ class Dataset:
     A dataset is turned into a :class:`Source` for the objective at the estimator's boundary:
     ``scan`` first (classes, counts, weight totals, optionally feature moments), then
     ``source(classes=...)`` yields encoded blocks. Subclasses (files, Dask collections) set
-    ``n_features``, ``dtype``, ``feature_names`` and ``target_ndim`` (1 for labels, 2 for a
-    probability or target matrix, 0 when the data carry no target: prediction only).
+    ``n_features``, ``dtype``, ``feature_names``, ``sparse`` (blocks hold CSR matrices) and
+    ``target_ndim`` (1 for labels, 2 for a probability or target matrix, 0 when the data carry
+    no target: prediction only).
     """
 
     n_features: int
     dtype: np.dtype
     feature_names: np.ndarray | None = None
     target_ndim: int = 1
+    sparse: bool = False
 
-    def scan(self, *, moments: bool = False) -> Summary:
-        """One pass over the rows: the :class:`Summary` a fit needs."""
+    def scan(self, *, moments: bool = False, labels: bool = True) -> Summary:
+        """One pass over the rows: the :class:`Summary` a fit needs.
+
+        ``labels=False`` reads a 1-D target as one column of numbers (a regression target)
+        instead of collecting its distinct labels.
+        """
         raise NotImplementedError
 
     def source(self, *, classes=None, class_weight=None, scale=None) -> Source:
@@ -229,10 +252,198 @@ class Dataset:
 
         ``classes`` (sorted labels) maps 1-D labels to codes; a label outside them is an error
         naming where it was found. ``class_weight`` (one factor per class) multiplies each
-        row's sample weight. ``scale = (mean, std)`` standardises the features on the fly.
+        row's sample weight. ``scale = (mean, std)`` standardises the features on the fly
+        (:func:`standardize_block`; ``mean`` None scales without centring). Without
+        ``classes`` the target is a float matrix ``(n, n_outputs)`` in ``dtype``.
         """
         raise NotImplementedError
 
     def batches(self) -> Iterator[Block]:
         """Raw row blocks for prediction: ``target`` holds raw labels, or None."""
         raise NotImplementedError
+
+
+def standardize_block(block: Block, mean, scale) -> Block:
+    """``block`` with features ``(X - mean) / scale`` (a new array in ``X``'s dtype).
+
+    ``mean`` None only divides by ``scale``, which keeps sparse rows sparse (sparse data are
+    never centred: centring would fill them in).
+    """
+    X = block.X
+    if sp.issparse(X):
+        X = X @ sp.diags((1 / scale).astype(X.dtype, copy=False), format="csr")
+        return block._replace(X=sp.csr_matrix(X))
+    if mean is not None:
+        X = X - mean.astype(X.dtype, copy=False)
+        X /= scale.astype(X.dtype, copy=False)
+    else:
+        X = X / scale.astype(X.dtype, copy=False)
+    return block._replace(X=X)
+
+
+class StandardizedSource(Source):
+    """The blocks of ``source`` with standardised features (see :func:`standardize_block`)."""
+
+    def __init__(self, source: Source, mean, scale):
+        self.inner, self.mean, self.scale = source, mean, scale
+        self.n_features = source.n_features
+        self.dtype = source.dtype
+        self.sparse = source.sparse
+        self.feature_names = source.feature_names
+
+    def blocks(self) -> Iterator[Block]:
+        for block in self.inner.blocks():
+            yield standardize_block(block, self.mean, self.scale)
+
+    def shape(self) -> tuple[int, int]:
+        return self.inner.shape()
+
+
+class Moments:
+    """Weighted feature means and variances, added one block at a time.
+
+    Blocks are merged by Chan, Golub and LeVeque's pairwise update (each block's own centred
+    sum of squares, then the shift between the two means), so no ``Σ x² - n x̄²`` cancellation
+    loses the digits of a feature whose mean is large next to its spread. Sparse blocks use
+    ``Σ s x²`` within the block (their features are only scaled, never centred).
+    """
+
+    def __init__(self, n_features):
+        self.weight = 0.0
+        self.mean = np.zeros(n_features)
+        self.squares = np.zeros(n_features)  # Σ s (x - mean)²
+
+    def add(self, X, sample_weight=None):
+        """Add the rows ``X`` (dense or CSR) with weights ``sample_weight`` (None: ones)."""
+        s = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, float)
+        weight = float(s.sum())
+        if not weight > 0:
+            return
+        if sp.issparse(X):
+            mean = np.asarray(X.T @ s, dtype=np.float64).ravel() / weight
+            squares = np.asarray(X.multiply(X).T @ s, dtype=np.float64).ravel()
+            squares = np.maximum(squares - weight * mean**2, 0.0)
+        else:
+            mean = (s @ X.astype(np.float64, copy=False)) / weight
+            centred = X - mean
+            squares = s @ (centred * centred)
+        total = self.weight + weight
+        shift = mean - self.mean
+        self.squares += squares + shift**2 * (self.weight * weight / total)
+        self.mean += shift * (weight / total)
+        self.weight = total
+
+    def std(self):
+        """The weighted population standard deviations (zeros before any weight)."""
+        return np.sqrt(self.squares / self.weight) if self.weight > 0 else self.squares.copy()
+
+
+class ArrayDataset(Dataset):
+    """Rows held in memory (a dense array or CSR matrix) with raw labels: a :class:`Dataset`.
+
+    What ``fit(X, y)`` wraps its (validated) arrays in, so that in-memory fits and streamed
+    fits run the same code; also handy for tests. Nothing is copied: blocks are row slices.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features) (C-ordered) or csr_matrix, float32 or float64
+    y : ndarray of shape (n_samples,) or (n_samples, n_outputs), or None
+        Raw labels (any sortable dtype), or a float matrix (soft labels, regression targets).
+    sample_weight : ndarray of shape (n_samples,) or None
+    feature_names : ndarray of str, optional
+    rows : int, optional
+        Rows per block; by default :func:`block_rows`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> data = ArrayDataset(np.array([[0.0], [1.0], [3.0]]), np.array(["b", "a", "b"]))
+    >>> summary = data.scan(moments=True)
+    >>> summary.classes.tolist(), summary.class_totals.tolist(), summary.mean, summary.std
+    (['a', 'b'], [1.0, 2.0], array([1.33333333]), array([1.24721913]))
+    >>> next(data.source(classes=summary.classes).blocks()).target
+    array([1, 0, 1])
+    """
+
+    def __init__(self, X, y=None, sample_weight=None, *, feature_names=None, rows=None):
+        self.X, self.y, self.sample_weight = X, y, sample_weight
+        self.rows = rows
+        self.n_features = X.shape[1]
+        self.dtype = X.dtype
+        self.sparse = sp.issparse(X)
+        self.feature_names = feature_names
+        self.target_ndim = 0 if y is None else y.ndim
+
+    def _block_rows(self, n_outputs):
+        if self.rows:
+            return int(self.rows)
+        X = self.X
+        stored = X.nnz if self.sparse else X.shape[0] * X.shape[1]
+        row_bytes = -(-stored * X.dtype.itemsize // max(X.shape[0], 1))
+        return block_rows(X.shape[0], n_outputs, row_bytes, X.shape[1])
+
+    def scan(self, *, moments=False, labels=True) -> Summary:
+        y, weight = self.y, self.sample_weight
+        n_samples = self.X.shape[0]
+        classes = counts = None
+        if y is None:
+            totals = counts = np.zeros(0)
+        elif y.ndim == 1 and labels:
+            classes, codes = np.unique(y, return_inverse=True)
+            totals = np.bincount(codes, weights=weight, minlength=len(classes)).astype(float)
+            counts = np.bincount(codes, minlength=len(classes)).astype(float)
+        else:
+            matrix = y.reshape(n_samples, -1)
+            counts = matrix.sum(axis=0, dtype=np.float64)
+            totals = counts if weight is None else weight.astype(np.float64) @ matrix
+        weight_total = float(n_samples if weight is None else weight.sum(dtype=np.float64))
+        mean = std = None
+        if moments:
+            accumulator = Moments(self.n_features)
+            for block in self.batches():
+                accumulator.add(block.X, block.sample_weight)
+            mean, std = accumulator.mean, accumulator.std()
+        return Summary(n_samples, classes, totals, weight_total, mean, std, counts)
+
+    def source(self, *, classes=None, class_weight=None, scale=None) -> Source:
+        X, y, weight = self.X, self.y, self.sample_weight
+        if y is None:
+            raise ValueError("This dataset has no target, so it cannot be trained on.")
+        if classes is not None:
+            classes = np.asarray(classes)
+            codes = np.searchsorted(classes, y)
+            known = codes < len(classes)
+            known[known] = classes[codes[known]] == y[known]
+            if not known.all():
+                row = int(np.flatnonzero(~known)[0])
+                raise ValueError(
+                    f"The label {y[row].item()!r} in row {row} is not among the classes "
+                    f"{classes.tolist()!r}."
+                )
+            target, n_outputs = codes.astype(np.intp), len(classes)
+        else:
+            target = np.ascontiguousarray(y.reshape(X.shape[0], -1), dtype=X.dtype)
+            n_outputs = target.shape[1]
+        if class_weight is not None:
+            per_class = np.asarray(class_weight)
+            row = per_class[target] if target.ndim == 1 else target @ per_class
+            row = row.astype(X.dtype)
+            weight = row if weight is None else weight * row
+        source = ArraySource(
+            X,
+            target,
+            weight,
+            n_outputs=n_outputs,
+            rows=self._block_rows(n_outputs),
+            feature_names=self.feature_names,
+        )
+        return source if scale is None else StandardizedSource(source, *scale)
+
+    def batches(self) -> Iterator[Block]:
+        X, y, weight = self.X, self.y, self.sample_weight
+        rows = self._block_rows(1)
+        for start in range(0, X.shape[0], rows):
+            part = slice(start, start + rows)
+            yield Block(
+                X[part], None if y is None else y[part], None if weight is None else weight[part]
+            )
