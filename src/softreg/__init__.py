@@ -5,6 +5,7 @@ The public API is exactly what this module re-exports (see ``__all__``).
 
 from softreg._data_io import DataError, read_table
 from softreg._estimator import LinearRegression, SeparableDataWarning, SoftmaxRegression
+from softreg._files import open_dataset
 from softreg._gradcheck import check_gradient
 from softreg._information import cross_entropy, entropy, kl_divergence
 from softreg._kernels import (
@@ -39,6 +40,7 @@ __all__ = [
     "log_sigmoid",
     "log_softmax",
     "logsumexp",
+    "open_dataset",
     "read_table",
     "sigmoid",
     "sigmoid_derivative",

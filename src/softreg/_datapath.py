@@ -161,7 +161,7 @@ def streamed_accuracy(estimator, dataset):
                 f"`y` contains labels {unseen.tolist()!r} the model was not trained on; "
                 f"its classes are {classes.tolist()!r}."
             )
-        hit = (estimator.predict(block.X) == block.target).astype(np.float64)
+        hit = (estimator._predict_block(block.X) == block.target).astype(np.float64)
         s = block.sample_weight
         right += hit.sum() if s is None else float(s @ hit)
         total += len(hit) if s is None else float(s.sum())
@@ -181,7 +181,7 @@ def streamed_r2(estimator, dataset):
     for block in dataset.batches():
         y = np.asarray(block.target, dtype=np.float64).reshape(block.X.shape[0], -1)
         s = np.ones(y.shape[0]) if block.sample_weight is None else block.sample_weight
-        predicted = np.asarray(estimator.predict(block.X), dtype=np.float64).reshape(y.shape)
+        predicted = np.asarray(estimator._block_decision(block.X), dtype=np.float64)
         residual = residual + s @ (y - predicted) ** 2
         block_weight = float(s.sum())
         if not block_weight > 0:

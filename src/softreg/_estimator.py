@@ -532,6 +532,10 @@ class SoftmaxRegression(ClassifierMixin, _LinearModel):
         """The most probable class label per row."""
         return self._map_rows(X, lambda logits: self.classes_[np.argmax(logits, axis=1)])
 
+    def _predict_block(self, X):
+        """:meth:`predict` of validated rows ``X``."""
+        return self.classes_[np.argmax(self._block_decision(X), axis=1)]
+
     def score(self, X, y=None, sample_weight=None):
         """Accuracy on ``(X, y)``, or on a dataset (streamed); unseen labels are an error."""
         check_is_fitted(self)
