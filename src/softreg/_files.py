@@ -672,10 +672,10 @@ def open_dataset(
     >>> model.predict(data).tolist()
     [0, 0, 1, 1]
     """
+    if format is not None and format not in STREAM_FORMATS:
+        raise ValueError(f"`format` must be one of {', '.join(STREAM_FORMATS)}; got {format!r}.")
     paths = _expand(path_or_paths)
     format = _format_of(paths[0]) if format is None else format
-    if format not in STREAM_FORMATS:
-        raise ValueError(f"`format` must be one of {', '.join(STREAM_FORMATS)}; got {format!r}.")
     if format != "parquet" and len(paths) > 1:
         raise DataError(paths[0], f"several files are read together only as Parquet; got {format}.")
     path = paths[0]
