@@ -136,6 +136,17 @@ def test_streamed_fit_equals_in_memory_fit(files, data, tmp_path, name, kind, so
 
 
 @pytest.mark.filterwarnings("ignore:X does not have valid feature names")
+def test_parquet_glob_and_list_read_the_same_rows_as_the_directory(files):
+    kwargs = {"target": "species", "sample_weight": "weight", "exclude": SOFT}
+    parts = sorted(str(p) for p in (files / "parts").iterdir())
+    by_folder = open_dataset(files / "parts", **kwargs).scan(moments=True)
+    for spelling in (str(files / "parts" / "part-*.parquet"), parts):
+        summary = open_dataset(spelling, **kwargs).scan(moments=True)
+        assert summary.n_samples == by_folder.n_samples == 150
+        np.testing.assert_array_equal(summary.class_totals, by_folder.class_totals)
+        np.testing.assert_array_equal(summary.mean, by_folder.mean)
+
+
 def test_streamed_predictions_and_score(files, data, tmp_path):
     X, _, labels, weight, _ = data
     dataset = open_as(files, "iris.csv.gz", "weighted", tmp_path)
@@ -198,6 +209,39 @@ def test_cache_is_reused_while_the_file_is_unchanged_and_rebuilt_when_not(tmp_pa
     changed = open_dataset(path, target="species", exclude=["weight", *SOFT], cache_dir=cache)
     assert entries(cache) == [entry]
     assert changed.scan().n_samples == 100
+
+
+class Terminal:
+    """A stand-in for standard error on a TTY."""
+
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+def test_conversion_shows_a_progress_bar_on_a_tty(tmp_path, data, monkeypatch):
+    X, codes, *_ = data
+    dump_svmlight_file(X, codes, str(tmp_path / "a.svm"))
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    open_dataset(tmp_path / "a.svm", cache_dir=tmp_path / "cache")
+    assert terminal.text.startswith("\rsoftreg: caching a.svm [")
+    assert "100% of" in terminal.text and terminal.text.endswith("\n")
+
+
+def test_regression_target_must_be_numeric(tmp_path, data):
+    X, _, labels, *_ = data
+    dataset = npy_dataset(tmp_path, X, labels)
+    with pytest.raises(DataError, match=r"target '.*y\.npy' must hold numbers for this fit"):
+        LinearRegression().fit(dataset)
 
 
 def test_cache_dir_from_the_environment(tmp_path, data, monkeypatch):

@@ -7,15 +7,19 @@ does, and writes raw little-endian arrays plus a ``manifest.json`` into a cache 
 
 * ``X.f8`` (n_samples × n_features, C order), or ``data.f8``/``indices.i8``/``indptr.i8`` (CSR)
   for LIBSVM;
-* ``target.*``: numeric labels as they are, string labels as ``int32`` codes into the
+* ``target.bin``: numeric labels as they are, string labels as ``int32`` codes into the
   manifest's list of labels, soft labels as a float64 matrix; ``weight.f8``.
 
 Raw arrays rather than Arrow IPC: a block of rows of ``X`` is then one contiguous slice of a
-memory map, used as it is, while Arrow's columns must be stacked into rows on every pass
-(see BENCHMARKS.md for the measurement). The entry is reused while the source's size,
-modification time and SHA-256 of its first and last MiB are unchanged, and rebuilt
-otherwise. It is built in a temporary directory and renamed into place only when complete:
-a failed or interrupted conversion leaves no entry, never a half-written one.
+memory map, used as it is, while Arrow's columns must be stacked into rows on every pass.
+Measured (200000 × 54 float64, 86 MB in the page cache, blocks of 4096 rows, one ``X Wᵀ``
+with 7 classes per block; load average 12 on 2 cores): 131 ms per pass over the memory-mapped
+raw array, 506 ms over a memory-mapped Arrow IPC file whose batches are stacked into rows.
+
+The entry is reused while the source's size, modification time and SHA-256 of its first and
+last MiB are unchanged, and rebuilt otherwise. It is built in a temporary directory and
+renamed into place only when complete: a failed or interrupted conversion leaves no entry,
+never a half-written one.
 """
 
 from __future__ import annotations

@@ -205,7 +205,7 @@ class FileDataset(Dataset):
         totals = counts = None
         accumulator = Moments(self.n_features) if moments else None
         hard = self.target_ndim == 1 and labels
-        for block, _, _ in self._pass(self._rows(1)):
+        for block, path, offset in self._pass(self._rows(1)):
             n = block.X.shape[0]
             n_samples += n
             w = block.sample_weight
@@ -224,7 +224,7 @@ class FileDataset(Dataset):
                     old = label_totals.get(value, (0.0, 0))
                     label_totals[value] = (old[0] + total, old[1] + count)
             else:
-                matrix = np.asarray(block.target, dtype=np.float64).reshape(n, -1)
+                matrix = self._numeric_target(block.target, path, offset)
                 block_counts = matrix.sum(axis=0)
                 block_totals = block_counts if w is None else w.astype(np.float64) @ matrix
                 totals = block_totals if totals is None else totals + block_totals
@@ -248,6 +248,18 @@ class FileDataset(Dataset):
         source = _FileSource(self, classes, class_weight)
         return source if scale is None else StandardizedSource(source, *scale)
 
+    def _numeric_target(self, labels, path, offset):
+        """A block's target as a float64 matrix ``(n, n_outputs)``; text is an error."""
+        if labels.dtype.kind not in "biuf":
+            raise DataError(
+                path,
+                f"target {self.target_names!r} must hold numbers for this fit; got "
+                f"{labels[0].item()!r} in row {offset + 1}.",
+                column=self.target_names,
+                row=offset + 1,
+            )
+        return np.ascontiguousarray(labels.reshape(len(labels), -1), dtype=np.float64)
+
     def _encoded_blocks(self, classes, class_weight, rows):
         """Raw blocks turned into encoded ones (run in the prefetch thread)."""
         dtype = np.dtype(self.dtype)
@@ -270,9 +282,7 @@ class FileDataset(Dataset):
                     )
                 target = codes.astype(np.intp)
             else:
-                target = np.ascontiguousarray(
-                    np.asarray(labels).reshape(block.X.shape[0], -1), dtype=dtype
-                )
+                target = self._numeric_target(labels, path, offset).astype(dtype, copy=False)
             weight = block.sample_weight
             if per_class is not None:
                 factor = per_class[target] if target.ndim == 1 else target @ per_class
@@ -297,9 +307,23 @@ class _FileSource(Source):
         n_outputs = len(self.classes) if self.classes is not None else 1
         self.rows = dataset._rows(max(n_outputs, 1))
 
+        self._shape = None
+
     def blocks(self) -> Iterator[Block]:
         self.dataset._check_unchanged()
-        return prefetch(self.dataset._encoded_blocks(self.classes, self.class_weight, self.rows))
+        rows = count = 0
+        encoded = self.dataset._encoded_blocks(self.classes, self.class_weight, self.rows)
+        for block in prefetch(encoded):
+            rows += block.X.shape[0]
+            count += 1
+            yield block
+        self._shape = (rows, count)
+
+    def shape(self) -> tuple[int, int]:
+        """``(n_samples, n_blocks)``, remembered from the last complete scan (or counted)."""
+        if self._shape is None:
+            self._shape = super().shape()
+        return self._shape
 
 
 # --------------------------------------------------------------------------------------------
