@@ -135,7 +135,6 @@ def test_streamed_fit_equals_in_memory_fit(files, data, tmp_path, name, kind, so
     np.testing.assert_allclose(streamed.predict_proba(dataset), expected.predict_proba(X), 1e-8)
 
 
-@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
 def test_parquet_glob_and_list_read_the_same_rows_as_the_directory(files):
     kwargs = {"target": "species", "sample_weight": "weight", "exclude": SOFT}
     parts = sorted(str(p) for p in (files / "parts").iterdir())
@@ -147,6 +146,7 @@ def test_parquet_glob_and_list_read_the_same_rows_as_the_directory(files):
         np.testing.assert_array_equal(summary.mean, by_folder.mean)
 
 
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
 def test_streamed_predictions_and_score(files, data, tmp_path):
     X, _, labels, weight, _ = data
     dataset = open_as(files, "iris.csv.gz", "weighted", tmp_path)
@@ -235,6 +235,23 @@ def test_conversion_shows_a_progress_bar_on_a_tty(tmp_path, data, monkeypatch):
     open_dataset(tmp_path / "a.svm", cache_dir=tmp_path / "cache")
     assert terminal.text.startswith("\rsoftreg: caching a.svm [")
     assert "100% of" in terminal.text and terminal.text.endswith("\n")
+
+
+def test_svmlight_test_file_with_fewer_feature_indices(tmp_path, data):
+    X, codes, *_ = data
+    dump_svmlight_file(X, codes, str(tmp_path / "train.svm"))
+    dump_svmlight_file(X[:, :2], codes, str(tmp_path / "test.svm"))
+    model = SoftmaxRegression(**PARAMS).fit(
+        open_dataset(tmp_path / "train.svm", cache_dir=tmp_path)
+    )
+    test = open_dataset(tmp_path / "test.svm", cache_dir=tmp_path, n_features=4)
+    padded = np.column_stack([X[:, :2], np.zeros((150, 2))])
+    np.testing.assert_allclose(model.predict_proba(test), model.predict_proba(padded), 1e-12)
+    with pytest.raises(DataError, match=r"uses feature indices up to 3, beyond the n_features=2"):
+        open_dataset(tmp_path / "train.svm", cache_dir=tmp_path, n_features=2)
+    np.save(tmp_path / "x.npy", X)
+    with pytest.raises(ValueError, match=r"`n_features` applies to svmlight files only"):
+        open_dataset(tmp_path / "x.npy", n_features=2)
 
 
 def test_regression_target_must_be_numeric(tmp_path, data):

@@ -48,7 +48,7 @@ from softreg._data_io import (
     _select_features,
     import_optional,
 )
-from softreg._files import MappedDataset, check_probability_rows, shifted
+from softreg._files import MappedDataset, check_probability_rows, feature_matrix, shifted
 
 __all__ = ["cached_dataset", "default_cache_dir", "source_signature"]
 
@@ -330,8 +330,7 @@ def _convert_csv(path, work, params, progress):
             except (pa.ArrowException, OSError) as exc:
                 raise _csv_error(path, exc, names, n_rows) from exc
             try:
-                columns = [_numeric_column(path, batch.column(name), name) for name in selected]
-                X_file.write(np.ascontiguousarray(np.column_stack(columns)).tobytes())
+                X_file.write(feature_matrix(path, batch, selected).tobytes())
                 if soft:
                     proba = np.column_stack(
                         [_numeric_column(path, batch.column(n), n) for n in targets]

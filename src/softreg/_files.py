@@ -150,6 +150,30 @@ def check_probability_rows(path, proba, offset, names):
         )
 
 
+def feature_matrix(path, batch, names):
+    """The columns ``names`` of an Arrow batch as a C-ordered float64 matrix, validated.
+
+    Plain numeric columns are copied straight in and checked for non-finite values at once;
+    a column with a problem (missing values, text, NaN or inf) goes through
+    :func:`~softreg._data_io._numeric_column`, which says what and where (rows within the
+    batch: :func:`shifted` moves them).
+    """
+    pa = import_optional("pyarrow", "io", "reading tables")
+    X = np.empty((batch.num_rows, len(names)))
+    for j, name in enumerate(names):
+        column = batch.column(name)
+        kind = column.type
+        if column.null_count or not (pa.types.is_floating(kind) or pa.types.is_integer(kind)):
+            X[:, j] = _numeric_column(path, column, name)
+        else:
+            X[:, j] = column.to_numpy(zero_copy_only=False)
+    finite = np.isfinite(X).all(axis=0)
+    if not finite.all():
+        name = names[int(np.flatnonzero(~finite)[0])]
+        _numeric_column(path, batch.column(name), name)  # raises, naming the row
+    return X
+
+
 # --------------------------------------------------------------------------------------------
 # The generic file dataset: raw blocks in, Summary / encoded source / batches out
 
@@ -165,6 +189,7 @@ class FileDataset(Dataset):
 
     paths: tuple = ()
     target_names: object = None
+    _validated = False
     n_samples: int | None = None
     #: Rows per block; None for :func:`~softreg._sources.block_rows` (tests set it small).
     rows: int | None = None
@@ -230,6 +255,7 @@ class FileDataset(Dataset):
                 totals = block_totals if totals is None else totals + block_totals
                 counts = block_counts if counts is None else counts + block_counts
         self.n_samples = n_samples
+        self._validated = True  # every row was checked; unchanged files need no re-check
         classes = None
         if hard:
             classes = np.array(sorted(label_totals))
@@ -345,8 +371,9 @@ class MappedDataset(FileDataset):
     label_values : ndarray, optional
         When ``target`` holds codes into these labels (string labels of a cache).
     validate : bool
-        Check every block (finite features, labels, weights): for user files; a cache was
-        checked when it was built.
+        Check every block (finite features, labels, weights) until one complete pass has
+        checked every row (the files are then known unchanged at each later pass): for user
+        files; a cache was checked when it was built.
     """
 
     def __init__(
@@ -411,7 +438,7 @@ class MappedDataset(FileDataset):
             weight = None
             if self.sample_weight is not None:
                 weight = np.asarray(self.sample_weight[start:stop], dtype=np.float64)
-            if self.validate:
+            if self.validate and not self._validated:
                 _check_block(where, X, labels, weight, offset, self.target_names)
             yield Block(X, labels, weight), where, offset
 
@@ -562,9 +589,7 @@ class ParquetDataset(FileDataset):
 
     def _convert(self, path, batch, offset):
         try:
-            X = np.column_stack(
-                [_numeric_column(path, batch.column(name), name) for name in self.columns]
-            )
+            X = feature_matrix(path, batch, self.columns)
             if self.target_ndim == 1:
                 labels = _label_column(
                     path, batch.column(self.target_columns[0]), self.target_names
@@ -582,7 +607,7 @@ class ParquetDataset(FileDataset):
                 _check_weights(path, weight, self.weight_column)
         except DataError as error:
             raise shifted(error, offset) from None
-        return Block(np.ascontiguousarray(X), labels, weight)
+        return Block(X, labels, weight)
 
 
 # --------------------------------------------------------------------------------------------
@@ -632,6 +657,7 @@ def open_dataset(
     format=None,
     cache_dir=None,
     exclude=(),
+    n_features=None,
 ):
     """Open data files as a dataset that fits and predictions stream, never loading it whole.
 
@@ -659,6 +685,9 @@ def open_dataset(
         and last MiB). Default ``$SOFTREG_CACHE_DIR``, else ``~/.cache/softreg``.
     exclude : list of str, optional
         CSV and Parquet: columns left out of the default feature list.
+    n_features : int, optional
+        LIBSVM only: the number of feature columns, when the file may use fewer indices than
+        the data a model was trained on (a test file).
 
     Returns
     -------
@@ -700,6 +729,8 @@ def open_dataset(
         raise ValueError(f"`format` must be one of {', '.join(STREAM_FORMATS)}; got {format!r}.")
     paths = _expand(path_or_paths)
     format = _format_of(paths[0]) if format is None else format
+    if n_features is not None and format != "svmlight":
+        raise ValueError(f"`n_features` applies to svmlight files only; got format {format!r}.")
     if format != "parquet" and len(paths) > 1:
         raise DataError(paths[0], f"several files are read together only as Parquet; got {format}.")
     path = paths[0]
@@ -715,4 +746,13 @@ def open_dataset(
         return ArrayDataset(table.X, table.y, table.sample_weight, feature_names=names)
     from softreg._file_cache import cached_dataset
 
-    return cached_dataset(path, format, target, features, sample_weight, exclude, cache_dir)
+    dataset = cached_dataset(path, format, target, features, sample_weight, exclude, cache_dir)
+    if n_features is not None:
+        if n_features < dataset.n_features:
+            raise DataError(
+                path,
+                f"uses feature indices up to {dataset.n_features - 1}, beyond the "
+                f"n_features={n_features} asked for.",
+            )
+        dataset.n_features = int(n_features)
+    return dataset
