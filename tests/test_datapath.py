@@ -188,3 +188,19 @@ def test_dataset_errors(iris):
         ArrayDataset(X[:1], np.array(["zzz"])).source(classes=model.classes_)
     with pytest.raises(ValueError, match=r"has no rows to predict"):
         model.predict(ArrayDataset(X[:0]))
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_warm_start_refit_on_the_same_data_needs_no_iteration(iris, standardize, sparse):
+    # Regression: a sparse fit lays coef out transposed in θ, and a standardised one fits
+    # W σ; a warm start must pack the previous coefficients the same way.
+    X, y, weight = iris
+    X = sp.csr_matrix(X * [1.0, 10.0, 100.0, 1.0]) if sparse else X * [1.0, 10.0, 100.0, 1.0]
+    params = {"alpha": 0.1, "tol": 1e-10, "standardize": standardize, "warm_start": True}
+    model = SoftmaxRegression(**params).fit(X, y, sample_weight=weight)
+    assert model.n_iter_ > 0
+    assert model.fit(X, y, sample_weight=weight).n_iter_ == 0
+    regression = LinearRegression(**params).fit(X, weight)
+    assert regression.n_iter_ > 0
+    assert regression.fit(X, weight).n_iter_ == 0

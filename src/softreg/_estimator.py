@@ -82,11 +82,11 @@ class _LinearModel(BaseEstimator):
             return self.solver
         return "newton-cg" if n_params <= _AUTO_NEWTON_MAX_PARAMS else "lbfgs"
 
-    def _run(self, loss, source, n_samples, theta0):
-        """Minimise the objective; set the fitted attributes common to both estimators."""
+    def _run(self, loss, source, n_samples, start):
+        """Minimise the objective from ``start = (coef, intercept)`` (None: zeros); set the
+        fitted attributes common to both estimators."""
         objective = Objective(loss, source, alpha=self.alpha, fit_intercept=self.fit_intercept)
-        if theta0 is None:
-            theta0 = np.zeros(objective.n_params)
+        theta0 = np.zeros(objective.n_params) if start is None else objective.pack(*start)
         dtype = np.dtype(source.dtype)
         self._dtype_name = dtype.name
         self.tol_ = self.tol if self.tol is not None else _DEFAULT_TOL[dtype.name]
@@ -209,13 +209,24 @@ class _LinearModel(BaseEstimator):
             return datapath.stream_rows(self, X, lambda rows: transform(self._block_decision(rows)))
         return transform(self._decision(X))
 
-    def _theta0(self, objective_shape):
-        if self.warm_start and hasattr(self, "coef_") and self.coef_.shape == objective_shape:
-            parts = [np.asarray(self.coef_, dtype=np.float64).ravel()]
-            if self.fit_intercept:
-                parts.append(np.asarray(self.intercept_, dtype=np.float64))
-            return np.concatenate(parts)
-        return None
+    def _warm_start(self, objective_shape, scaling):
+        """The previous fit's ``(coef, intercept)`` as a start, or None.
+
+        With ``standardize`` they are turned back into coefficients of the standardised
+        features: ``W σ`` and ``b + W μ``.
+        """
+        if not (self.warm_start and hasattr(self, "coef_")):
+            return None
+        coef = np.atleast_2d(self.coef_).astype(np.float64)
+        if coef.shape != objective_shape:
+            return None
+        intercept = np.atleast_1d(self.intercept_).astype(np.float64)
+        if scaling is not None:
+            mean, scale = scaling
+            if mean is not None:
+                intercept = intercept + coef @ mean
+            coef = coef * scale
+        return coef, intercept
 
     def save(self, path):
         """Write the fitted model to ``path`` in softreg's pickle-free model format."""
@@ -484,13 +495,11 @@ class SoftmaxRegression(ClassifierMixin, _LinearModel):
         n_classes, n_features = len(classes), dataset.n_features
         self.classes_ = classes
         loss = SoftmaxLoss(n_classes, float(self.label_smoothing))
-        theta0 = self._theta0((n_classes, n_features))
-        if theta0 is None and self.fit_intercept:
-            theta0 = np.zeros(n_classes * (n_features + 1))
-            theta0[n_classes * n_features :] = datapath.log_prior(
-                mass, n_classes, loss.label_smoothing
-            )
-        self._run(loss, source, summary.n_samples, theta0)
+        start = self._warm_start((n_classes, n_features), scaling)
+        if start is None and self.fit_intercept:
+            prior = datapath.log_prior(mass, n_classes, loss.label_smoothing)
+            start = np.zeros((n_classes, n_features)), prior
+        self._run(loss, source, summary.n_samples, start)
         # Adding one constant to every intercept leaves softmax, and so R, unchanged: report the
         # representative with zero mean, whatever drift rounding caused along that flat direction.
         self.intercept_ -= self.intercept_.mean(dtype=np.float64)
@@ -665,15 +674,8 @@ class LinearRegression(RegressorMixin, _LinearModel):
         n_outputs, n_features = len(summary.class_totals), dataset.n_features
         scaling = self._scaling(dataset, summary)
         source = dataset.source(scale=scaling)
-        theta0 = None
-        if self.warm_start and hasattr(self, "coef_"):
-            coef = np.atleast_2d(self.coef_)
-            if coef.shape == (n_outputs, n_features):
-                parts = [coef.astype(np.float64).ravel()]
-                if self.fit_intercept:
-                    parts.append(np.atleast_1d(self.intercept_).astype(np.float64))
-                theta0 = np.concatenate(parts)
-        self._run(SquaredLoss(n_outputs), source, summary.n_samples, theta0)
+        start = self._warm_start((n_outputs, n_features), scaling)
+        self._run(SquaredLoss(n_outputs), source, summary.n_samples, start)
         self._fold_scaling(scaling)
         if self._single_output:
             self.coef_ = self.coef_[0]

@@ -729,6 +729,8 @@ def open_dataset(
         raise ValueError(f"`format` must be one of {', '.join(STREAM_FORMATS)}; got {format!r}.")
     paths = _expand(path_or_paths)
     format = _format_of(paths[0]) if format is None else format
+    if target is not None and not isinstance(target, (str, os.PathLike)):
+        target = [os.fspath(name) for name in target]  # soft-label or target columns
     if n_features is not None and format != "svmlight":
         raise ValueError(f"`n_features` applies to svmlight files only; got format {format!r}.")
     if format != "parquet" and len(paths) > 1:
