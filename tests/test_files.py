@@ -24,6 +24,7 @@ SPECIES = np.array(["setosa", "versicolor", "virginica"])
 # 0.1, so a streamed fit and an in-memory fit of the same rows agree to ~1e-15.
 PARAMS = {"alpha": 0.1, "tol": 1e-13, "max_iter": 2000}
 BLOCK_ROWS = 16  # many blocks (and Parquet batches) out of 150 rows
+RUN = {"capture_output": True, "text": True, "check": True, "timeout": 300}
 
 
 @pytest.fixture(scope="module")
@@ -259,6 +260,21 @@ def test_regression_target_must_be_numeric(tmp_path, data):
     dataset = npy_dataset(tmp_path, X, labels)
     with pytest.raises(DataError, match=r"target '.*y\.npy' must hold numbers for this fit"):
         LinearRegression().fit(dataset)
+
+
+def test_a_conversion_killed_midway_is_never_used_and_is_cleaned_up(tmp_path, data):
+    X, codes, *_ = data
+    dump_svmlight_file(X, codes, str(tmp_path / "a.svm"))
+    cache = tmp_path / "cache"
+    open_dataset(tmp_path / "a.svm", cache_dir=cache)
+    (entry,) = entries(cache)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], **RUN)
+    orphan = cache / f".{entry}.{dead.stdout.strip()}.abc.tmp"
+    orphan.mkdir()
+    (orphan / "X.f8").write_bytes(b"half")
+    (tmp_path / "a.svm").write_text("1 0:1\n0 0:2\n")  # changed: rebuilt, orphan removed
+    assert open_dataset(tmp_path / "a.svm", cache_dir=cache).scan().n_samples == 2
+    assert entries(cache) == [entry]
 
 
 def test_cache_dir_from_the_environment(tmp_path, data, monkeypatch):
@@ -546,11 +562,7 @@ PEAK_ANON_SCRIPT = textwrap.dedent(
 
 def peak_anon_kib(folder, n_rows):
     result = subprocess.run(
-        [sys.executable, "-c", PEAK_ANON_SCRIPT, str(folder), str(n_rows)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
+        [sys.executable, "-c", PEAK_ANON_SCRIPT, str(folder), str(n_rows)], **RUN
     )
     return int(result.stdout.split()[-1])
 

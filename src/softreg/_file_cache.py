@@ -124,7 +124,10 @@ def _read_manifest(entry):
 
 def _build(entry, path, format, params, signature):
     """Convert ``path`` into a new entry, renamed onto ``entry`` only once complete."""
-    work = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.", suffix=".tmp"))
+    _remove_orphans(entry)
+    work = Path(
+        tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.{os.getpid()}.", suffix=".tmp")
+    )
     try:
         convert = _convert_csv if format == "csv" else _convert_svmlight
         with _Progress(path) as progress:
@@ -139,6 +142,24 @@ def _build(entry, path, format, params, signature):
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+
+
+def _remove_orphans(entry):
+    """Remove the temporary folders of conversions whose process died (e.g. by kill -9)."""
+    for folder in entry.parent.glob(f".{entry.name}.*.tmp"):
+        pid = folder.name[len(entry.name) + 2 :].split(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _map(file, dtype, shape):
