@@ -329,6 +329,24 @@ def test_bad_csv_row_names_file_row_and_column_and_leaves_no_cache(tmp_path, dat
     assert entries(cache) == []
 
 
+def test_bad_weight_or_label_deep_in_a_csv(tmp_path, monkeypatch):
+    monkeypatch.setattr("softreg._file_cache._CSV_BLOCK_BYTES", 2**16)  # many batches
+    rows = ["a,y,w"] + [f"{i},{i % 3},1.0" for i in range(1, 40001)]
+    rows[30000] = "5,1,-2.0"
+    path = tmp_path / "weights.csv"
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(
+        DataError, match=r"column 'w' must be non-negative; got -2.0 in row 30000\."
+    ) as caught:
+        open_dataset(path, target="y", sample_weight="w", cache_dir=tmp_path / "cache")
+    assert caught.value.row == 30000
+    rows[30000] = "5,cat,1.0"  # integer labels in the first block, then text
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"column 'y' changes type: got 'cat' in row 30000\."):
+        open_dataset(path, target="y", sample_weight="w", cache_dir=tmp_path / "cache")
+    assert entries(tmp_path / "cache") == []
+
+
 def test_bad_csv_row_counts_from_the_first_data_row(tmp_path, data):
     path = csv_with(tmp_path, "late.csv", replace_row(120, "1,2,inf,4,setosa"), data)
     with pytest.raises(DataError, match=r"in row 120;") as caught:
