@@ -1,5 +1,6 @@
-"""Datasets streamed from files: ``.npy`` memory-mapped, Parquet by record batch, CSV and
-LIBSVM through a memory-mapped cache; :func:`open_dataset` picks one.
+"""Datasets streamed from files: ``.npy`` memory-mapped, Parquet by record batch
+(:mod:`softreg._parquet`), CSV and LIBSVM through a memory-mapped cache
+(:mod:`softreg._file_cache`); :func:`open_dataset` picks one.
 
 Conventions
 -----------
@@ -31,9 +32,7 @@ import scipy.sparse as sp
 from softreg._data_io import (
     DataError,
     _check_weights,
-    _label_column,
     _numeric_column,
-    _select_features,
     guess_format,
     import_optional,
     read_table,
@@ -49,7 +48,15 @@ from softreg._sources import (
     block_rows,
 )
 
-__all__ = ["FileDataset", "MappedDataset", "ParquetDataset", "open_dataset", "prefetch"]
+__all__ = [
+    "FileDataset",
+    "MappedDataset",
+    "check_probability_rows",
+    "feature_matrix",
+    "open_dataset",
+    "prefetch",
+    "shifted",
+]
 
 #: The formats :func:`open_dataset` streams, by the name ``format`` takes.
 STREAM_FORMATS = ("npy", "parquet", "csv", "svmlight", "npz")
@@ -523,94 +530,6 @@ def _open_npy_dataset(path, target, features, sample_weight):
 
 
 # --------------------------------------------------------------------------------------------
-# Parquet: one file, a directory or a glob, read by record batch
-
-
-class ParquetDataset(FileDataset):
-    """Parquet files read by record batch, only the needed columns (pyarrow datasets)."""
-
-    def __init__(self, paths, target, features, sample_weight, exclude=()):
-        pa_dataset = import_optional("pyarrow.dataset", "io", "reading Parquet files")
-        pa = import_optional("pyarrow", "io", "reading Parquet files")
-        where = paths[0] if len(paths) == 1 else os.path.dirname(paths[0])
-        try:
-            self._dataset = pa_dataset.dataset(list(paths), format="parquet")
-            names = self._dataset.schema.names
-        except (pa.ArrowException, OSError) as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
-            raise DataError(where, f"cannot read as Parquet: {exc}") from exc
-        targets = [target] if isinstance(target, str) else list(target or [])
-        for name in targets:
-            if name not in names:
-                _select_features(where, names, name, None, (), None)  # raises "has no column"
-        soft = not isinstance(target, str) and target is not None
-        selected = _select_features(
-            where,
-            names,
-            targets[0] if len(targets) == 1 else None,
-            features,
-            tuple(exclude) + tuple(targets[1:] if soft else ()),
-            sample_weight,
-        )
-        selected = [name for name in selected if name not in targets]
-        self.paths = tuple(os.fspath(p) for p in paths)
-        self.columns = selected
-        self.target_columns = targets
-        self.weight_column = sample_weight
-        self.n_features = len(selected)
-        self.feature_names = np.asarray(selected)
-        self.dtype = np.dtype(np.float64)
-        self.target_ndim = 0 if target is None else (2 if soft else 1)
-        self.target_names = target
-        self._remember_files()
-
-    def _raw_blocks(self, rows):
-        pa = import_optional("pyarrow", "io", "reading Parquet files")
-        wanted = self.columns + self.target_columns
-        if self.weight_column is not None:
-            wanted = [*wanted, self.weight_column]
-        for fragment in self._dataset.get_fragments():
-            path, offset = fragment.path, 0
-            try:
-                batches = fragment.to_batches(
-                    columns=wanted, batch_size=rows, batch_readahead=1, fragment_readahead=1
-                )
-                for batch in batches:
-                    block = self._convert(path, batch, offset)
-                    yield block, path, offset
-                    offset += batch.num_rows
-            except (pa.ArrowException, OSError) as exc:
-                if isinstance(exc, FileNotFoundError):
-                    raise
-                raise DataError(
-                    path, f"cannot be read after row {offset}: {exc}", row=offset + 1
-                ) from exc
-
-    def _convert(self, path, batch, offset):
-        try:
-            X = feature_matrix(path, batch, self.columns)
-            if self.target_ndim == 1:
-                labels = _label_column(
-                    path, batch.column(self.target_columns[0]), self.target_names
-                )
-            elif self.target_ndim == 2:
-                labels = np.column_stack(
-                    [_numeric_column(path, batch.column(n), n) for n in self.target_columns]
-                )
-                check_probability_rows(path, labels, 0, self.target_columns)
-            else:
-                labels = None
-            weight = None
-            if self.weight_column is not None:
-                weight = _numeric_column(path, batch.column(self.weight_column), self.weight_column)
-                _check_weights(path, weight, self.weight_column)
-        except DataError as error:
-            raise shifted(error, offset) from None
-        return Block(X, labels, weight)
-
-
-# --------------------------------------------------------------------------------------------
 # open_dataset
 
 
@@ -737,6 +656,8 @@ def open_dataset(
         raise DataError(paths[0], f"several files are read together only as Parquet; got {format}.")
     path = paths[0]
     if format == "parquet":
+        from softreg._parquet import ParquetDataset
+
         return ParquetDataset(paths, target, features, sample_weight, exclude)
     if format == "npy":
         return _open_npy_dataset(path, target, features, sample_weight)
