@@ -45,10 +45,15 @@ from softreg._data_io import (
     _check_weights,
     _label_column,
     _numeric_column,
-    _select_features,
     import_optional,
 )
-from softreg._files import MappedDataset, check_probability_rows, feature_matrix, shifted
+from softreg._files import (
+    MappedDataset,
+    check_probability_rows,
+    feature_matrix,
+    select_columns,
+    shifted,
+)
 
 __all__ = ["cached_dataset", "default_cache_dir", "source_signature"]
 
@@ -316,20 +321,9 @@ def _convert_csv(path, work, params, progress):
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
         raise DataError(path, f"column name {duplicated[0]!r} appears more than once.")
-    soft = isinstance(target, list)
-    targets = target if soft else ([] if target is None else [target])
-    for name in targets:
-        if name not in names:
-            _select_features(path, names, name, None, (), None)  # raises "has no column"
-    selected = _select_features(
-        path,
-        names,
-        None if soft else target,
-        params["features"],
-        tuple(params["exclude"]) + tuple(targets if soft else ()),
-        sample_weight,
+    selected, targets, soft = select_columns(
+        path, names, target, params["features"], params["exclude"], sample_weight
     )
-    selected = [name for name in selected if name not in targets]
     numeric = selected + (targets if soft else []) + ([sample_weight] if sample_weight else [])
     include = selected + targets + ([sample_weight] if sample_weight else [])
     try:

@@ -33,6 +33,7 @@ from softreg._data_io import (
     DataError,
     _check_weights,
     _numeric_column,
+    _select_features,
     guess_format,
     import_optional,
     read_table,
@@ -55,6 +56,7 @@ __all__ = [
     "feature_matrix",
     "open_dataset",
     "prefetch",
+    "select_columns",
     "shifted",
 ]
 
@@ -155,6 +157,30 @@ def check_probability_rows(path, proba, offset, names):
             f"{offset + index + 1}.",
             row=offset + index + 1,
         )
+
+
+def select_columns(path, names, target, features, exclude, sample_weight):
+    """``(features, target columns, soft)`` of a table with columns ``names``.
+
+    ``target`` is a column name (labels or a regression target) or a list of them (soft
+    labels, several targets: ``soft`` is then True); the features default to every other
+    column that is not the sample weight or excluded (:func:`~softreg._data_io.read_table`'s
+    rules and messages).
+    """
+    soft = isinstance(target, list)
+    targets = target if soft else ([] if target is None else [target])
+    for name in targets:
+        if name not in names:
+            _select_features(path, names, name, None, (), None)  # raises "has no column"
+    selected = _select_features(
+        path,
+        names,
+        None if soft else target,
+        features,
+        tuple(exclude) + tuple(targets if soft else ()),
+        sample_weight,
+    )
+    return [name for name in selected if name not in targets], targets, soft
 
 
 def feature_matrix(path, batch, names):

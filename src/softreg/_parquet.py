@@ -16,10 +16,15 @@ from softreg._data_io import (
     _check_weights,
     _label_column,
     _numeric_column,
-    _select_features,
     import_optional,
 )
-from softreg._files import FileDataset, check_probability_rows, feature_matrix, shifted
+from softreg._files import (
+    FileDataset,
+    check_probability_rows,
+    feature_matrix,
+    select_columns,
+    shifted,
+)
 from softreg._sources import Block
 
 __all__ = ["ParquetDataset"]
@@ -39,20 +44,9 @@ class ParquetDataset(FileDataset):
             if isinstance(exc, FileNotFoundError):
                 raise
             raise DataError(where, f"cannot read as Parquet: {exc}") from exc
-        targets = [target] if isinstance(target, str) else list(target or [])
-        for name in targets:
-            if name not in names:
-                _select_features(where, names, name, None, (), None)  # raises "has no column"
-        soft = not isinstance(target, str) and target is not None
-        selected = _select_features(
-            where,
-            names,
-            targets[0] if len(targets) == 1 else None,
-            features,
-            tuple(exclude) + tuple(targets[1:] if soft else ()),
-            sample_weight,
+        selected, targets, soft = select_columns(
+            where, names, target, features, exclude, sample_weight
         )
-        selected = [name for name in selected if name not in targets]
         self.paths = tuple(os.fspath(p) for p in paths)
         self.columns = selected
         self.target_columns = targets
