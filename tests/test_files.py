@@ -16,6 +16,7 @@ import pytest
 from sklearn.datasets import dump_svmlight_file, load_iris
 
 from softreg import DataError, LinearRegression, SoftmaxRegression, open_dataset
+from softreg._file_cache import _csv_error
 from softreg._files import prefetch
 
 NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -596,3 +597,71 @@ def test_peak_anonymous_memory_does_not_grow_with_rows(tmp_path):
     # blocks (1 MiB each) and parameter-sized vectors. 6 MiB of slack for allocator noise,
     # a sixth of the 37 MiB more data (measured: 0.1 MiB less at 5× the rows).
     assert grown < 6 * 1024, f"peak RssAnon grew by {grown} KiB for {data_kib} KiB more rows"
+
+
+def test_more_errors_are_named(tmp_path, data):
+    X, codes, _, weight, proba = data
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match=r"This dataset has no target, so it cannot be trained"):
+        npy_dataset(tmp_path, X, codes)  # (writes the files)
+        open_dataset(tmp_path / "X.npy").source()
+    (tmp_path / "text.npy").write_text("not an array")
+    with pytest.raises(DataError, match=r"text\.npy: cannot read as a NumPy \.npy file"):
+        open_dataset(tmp_path / "text.npy")
+    np.save(tmp_path / "strings.npy", np.array([["a"]]))
+    with pytest.raises(DataError, match=r"must hold a numeric \.npy array \(the features\)"):
+        open_dataset(tmp_path / "strings.npy")
+    np.save(tmp_path / "flat.npy", np.zeros(3))
+    with pytest.raises(DataError, match=r"must hold a 2-D array of features; got shape \(3,\)"):
+        open_dataset(tmp_path / "flat.npy")
+    np.save(tmp_path / "none.npy", np.zeros((0, 3)))
+    with pytest.raises(DataError, match=r"none\.npy: has no data rows"):
+        open_dataset(tmp_path / "none.npy")
+    nan_labels = np.where(np.arange(150) == 33, np.nan, codes.astype(float))
+    with pytest.raises(DataError, match=r"has a missing label \(NaN\) in row 34"):
+        npy_dataset(tmp_path, X, nan_labels).scan()
+    np.save(tmp_path / "w.npy", np.where(np.arange(150) == 5, np.inf, weight))
+    with pytest.raises(DataError, match=r"has a non-finite sample weight in row 6"):
+        open_dataset(tmp_path / "X.npy", sample_weight=tmp_path / "w.npy").scan()
+    bad = proba.copy()
+    bad[90] = [0.5, 0.5, 0.5]
+    with pytest.raises(DataError, match=r"must hold class probabilities .* in row 91"):
+        npy_dataset(tmp_path, X, bad).scan()
+    with pytest.raises(ValueError, match=r"`path_or_paths` must name at least one file"):
+        open_dataset([])
+    (tmp_path / "junk.parquet").write_text("not parquet")
+    with pytest.raises(DataError, match=r"junk\.parquet: cannot read as Parquet"):
+        open_dataset(tmp_path / "junk.parquet", target="y")
+    (tmp_path / "mixed").mkdir()
+    pq.write_table(pa.table({"a": [1.0, 2.0], "y": [0, 1]}), tmp_path / "mixed" / "p0.parquet")
+    pq.write_table(pa.table({"a": [3.0], "y": ["cat"]}), tmp_path / "mixed" / "p1.parquet")
+    with pytest.raises(DataError, match=r"p1\.parquet: cannot be read from row 1 on: .*'cat'"):
+        open_dataset(tmp_path / "mixed", target="y").scan()
+    (tmp_path / "a.svm").write_text("1 0:1\n")
+    with pytest.raises(DataError, match=r"no named columns to use as sample weights or exclude"):
+        open_dataset(tmp_path / "a.svm", sample_weight="w", cache_dir=cache)
+    (tmp_path / "nan.svm").write_text("1 0:1\nnan 0:2\n")
+    with pytest.raises(DataError, match=r"nan\.svm: has a non-finite label in row 2"):
+        open_dataset(tmp_path / "nan.svm", cache_dir=cache)
+    (tmp_path / "blank.svm").write_text("\n\n")
+    with pytest.raises(DataError, match=r"blank\.svm: has no data rows"):
+        open_dataset(tmp_path / "blank.svm", cache_dir=cache)
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataError, match=r"empty\.csv: is empty; expected a header line"):
+        open_dataset(tmp_path / "empty.csv", target="y", cache_dir=cache)
+    (tmp_path / "twice.csv").write_text("a,a,y\n1,2,3\n")
+    with pytest.raises(DataError, match=r"column name 'a' appears more than once"):
+        open_dataset(tmp_path / "twice.csv", target="y", cache_dir=cache)
+    (tmp_path / "soft.csv").write_text("a,p,q\n1,0.5,0.5\n2,0.9,0.3\n")
+    with pytest.raises(
+        DataError, match=r"target columns \['p', 'q'\] must hold class prob.* row 2"
+    ):
+        open_dataset(tmp_path / "soft.csv", target=["p", "q"], cache_dir=cache)
+    (tmp_path / "binary.csv").write_bytes(b"a,y\n1,\xff\xfe\n")
+    with pytest.raises(DataError, match=r"target column 'y' must hold strings, .*; got binary"):
+        open_dataset(tmp_path / "binary.csv", target="y", cache_dir=cache)
+    assert entries(cache) == []
+    # Any other reader error still names the file and where reading stopped.
+    error = _csv_error("f.csv", pa.ArrowInvalid("odd failure"), ["a"], 12)
+    assert str(error) == "f.csv: cannot be read as CSV after row 12: odd failure"
+    assert error.row == 13

@@ -66,8 +66,14 @@ class ParquetDataset(FileDataset):
         for fragment in self._dataset.get_fragments():
             path, offset = fragment.path, 0
             try:
+                # In the dataset's schema (the first file's): a file whose column types
+                # differ is cast, or refused with a message naming it.
                 batches = fragment.to_batches(
-                    columns=wanted, batch_size=rows, batch_readahead=1, fragment_readahead=1
+                    schema=self._dataset.schema,
+                    columns=wanted,
+                    batch_size=rows,
+                    batch_readahead=1,
+                    fragment_readahead=1,
                 )
                 for batch in batches:
                     block = self._convert(path, batch, offset)
@@ -77,7 +83,7 @@ class ParquetDataset(FileDataset):
                 if isinstance(exc, FileNotFoundError):
                     raise
                 raise DataError(
-                    path, f"cannot be read after row {offset}: {exc}", row=offset + 1
+                    path, f"cannot be read from row {offset + 1} on: {exc}", row=offset + 1
                 ) from exc
 
     def _convert(self, path, batch, offset):
