@@ -24,6 +24,7 @@ from softreg import _params as rules
 from softreg._checks import check_probability, check_sample_weight
 from softreg._kernels import log_softmax, softmax
 from softreg._objective import Objective, SoftmaxLoss, SquaredLoss
+from softreg._partial_fit import OnlineMixin
 from softreg._solvers import minimize
 from softreg._sources import ArrayDataset, Dataset
 from softreg._threads import blas_threads
@@ -242,7 +243,7 @@ def _check_sample_weight(sample_weight, n_samples, dtype):
     return None if sample_weight is None else weight
 
 
-class SoftmaxRegression(ClassifierMixin, _LinearModel):
+class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
     r"""Softmax (multinomial logistic) regression trained to a certified optimum.
 
     Minimises, over ``coef_`` ``W`` (n_classes × n_features) and ``intercept_`` ``b``,
@@ -500,6 +501,7 @@ class SoftmaxRegression(ClassifierMixin, _LinearModel):
             prior = datapath.log_prior(mass, n_classes, loss.label_smoothing)
             start = np.zeros((n_classes, n_features)), prior
         self._run(loss, source, summary.n_samples, start)
+        self.n_samples_seen_ = summary.n_samples
         # Adding one constant to every intercept leaves softmax, and so R, unchanged: report the
         # representative with zero mean, whatever drift rounding caused along that flat direction.
         self.intercept_ -= self.intercept_.mean(dtype=np.float64)

@@ -468,9 +468,16 @@ class Objective:
             self._statistics = total
         return self._statistics
 
-    def loss_gradient(self, theta) -> Evaluation:
-        """``R(θ)``, ``∇R(θ)`` and the optimality-gap bound, in one pass over the data."""
-        want_entropy = isinstance(self.loss, SoftmaxLoss) and self.fit_intercept and self.alpha > 0
+    def loss_gradient(self, theta, *, certify=True) -> Evaluation:
+        """``R(θ)``, ``∇R(θ)`` and the optimality-gap bound, in one pass over the data.
+
+        ``certify=False`` skips the bound (``gap_bound`` and ``coef_bound`` are inf), and with
+        it the entropies and the one-off statistics pass: what a stochastic step on a
+        mini-batch needs (:mod:`softreg._online`).
+        """
+        want_entropy = (
+            certify and isinstance(self.loss, SoftmaxLoss) and self.fit_intercept and self.alpha > 0
+        )
         # A solver's trial step may be absurdly long; R is then inf or NaN, which the line
         # searches reject, so overflow there is an answer, not an error.
         with np.errstate(over="ignore", invalid="ignore"):
@@ -490,6 +497,8 @@ class Objective:
             np.divide(sums.grad_intercept, S, out=grad_intercept)
         else:
             grad_intercept = sums.grad_intercept / S
+        if not certify:
+            return Evaluation(objective, gradient, float(np.linalg.norm(gradient)), math.inf)
         bound = self._gap_bound(coef, intercept, grad_coef, grad_intercept, sums.entropy / S)
         coef_bound = _inner(grad_coef, grad_coef) / (2 * alpha) if alpha > 0 else math.inf
         return Evaluation(objective, gradient, float(np.linalg.norm(gradient)), bound, coef_bound)
