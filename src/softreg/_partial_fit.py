@@ -184,7 +184,7 @@ class OnlineMixin:
         if unknown.any():
             index = int(np.flatnonzero(unknown)[0])
             raise ValueError(
-                f"`y` holds label {y[index]!r} (at index {index}), which is not among "
+                f"`y` holds label {y[index].item()!r} (at index {index}), which is not among "
                 f"`classes` {classes.tolist()!r}; the classes are fixed by the first call."
             )
         return codes.astype(np.intp)
