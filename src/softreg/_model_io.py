@@ -66,6 +66,8 @@ _TRAINING_ATTRIBUTES = {
     "optimality_gap_bound": "optimality_gap_bound_",
     "converged": "converged_",
     "solver": "solver_",
+    # Rows trained on (fit, then every partial_fit / `softreg update`); absent in older files.
+    "n_samples_seen": "n_samples_seen_",
 }
 _NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 

@@ -1,4 +1,4 @@
-"""The ``softreg`` command line: fit, predict, evaluate, report, inspect, demo.
+"""The ``softreg`` command line: fit, update, predict, evaluate, report, inspect, demo.
 
 A thin shell over the library: each command reads its inputs with
 :func:`softreg._data_io.read_table` and :func:`softreg._model_io.read_model_file`, calls the
@@ -448,9 +448,8 @@ def predict(model, data, output, proba, log_proba, ignore, data_format):
         write_table(output, columns)
 
 
-def _evaluation(model, data, target, sample_weight, ignore, data_format, command):
-    loaded = read_model_file(model)
-    estimator = _classifier(loaded, model, command)
+def _labelled_table(loaded, data, target, sample_weight, ignore, data_format):
+    """Read labelled DATA for a loaded model; the target defaults to the training one."""
     data_format = _data_format(data, data_format)
     if data_format in ("csv", "parquet"):
         target = target or loaded.header["metadata"].get("target_column")
@@ -461,6 +460,13 @@ def _evaluation(model, data, target, sample_weight, ignore, data_format, command
     table = _read_for_model(loaded, data, data_format, ignore, target, sample_weight)
     if table.y is None:
         raise DataError(data, "has no labels: expected an array 'y' or give --target ARRAY.")
+    return table
+
+
+def _evaluation(model, data, target, sample_weight, ignore, data_format, command):
+    loaded = read_model_file(model)
+    estimator = _classifier(loaded, model, command)
+    table = _labelled_table(loaded, data, target, sample_weight, ignore, data_format)
     log_proba = estimator.predict_log_proba(_model_input(loaded, table))
     try:
         metrics = classification_metrics(
@@ -548,6 +554,76 @@ def report(model, data, target, sample_weight, output, ignore, data_format, quie
         handle.write(page.encode())
     if not quiet:
         click.echo(f"Wrote {output}", err=True)
+
+
+# --------------------------------------------------------------------------------------------
+# update
+
+
+def _take_rows(X, order):
+    return X.iloc[order] if hasattr(X, "iloc") else X[order]
+
+
+@main.command(short_help="Update a saved model with new rows (online learning).")
+@click.argument("model", type=_MODEL_PATH)
+@click.argument("data", type=_DATA_PATH)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    metavar="NEW_MODEL",
+    help="The model file to write (may be MODEL itself: it is replaced atomically).",
+)
+@click.option(
+    "--passes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Passes over DATA, each in a new random row order.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the passes' row orders."
+)
+@_TARGET_OPTION
+@_WEIGHT_OPTION
+@click.option("--ignore", metavar="COLUMNS", multiple=True, help="Columns that are not features.")
+@click.option("--format", "data_format", type=click.Choice(FORMATS), help="Data file format.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings.")
+@_command
+def update(model, data, output, passes, seed, target, sample_weight, ignore, data_format, quiet):
+    """Update MODEL with the labelled rows of DATA and write NEW_MODEL.
+
+    Online learning (SoftmaxRegression.partial_fit): each pass takes one stochastic step
+    per mini-batch of 256 rows, starting from MODEL's coefficients; labels must be among
+    MODEL's classes and features match by name as for predict. The new file records the
+    rows seen in all (training.n_samples_seen), the steps taken (training.n_iter, solver
+    "online-adam") and, in metadata.updates, one [data file, rows, passes] entry per update.
+    Nothing is written if DATA does not fit the model.
+    """
+    loaded = read_model_file(model)
+    estimator = _classifier(loaded, model, "update")
+    table = _labelled_table(loaded, data, target, sample_weight, ignore, data_format)
+    X = _model_input(loaded, table)
+    rng = np.random.default_rng(seed)
+    try:
+        for _ in range(passes):
+            order = rng.permutation(table.n_samples)
+            weight = None if table.sample_weight is None else table.sample_weight[order]
+            estimator.partial_fit(_take_rows(X, order), table.y[order], sample_weight=weight)
+    except ValueError as exc:
+        raise DataError(data, str(exc)) from exc
+    metadata = dict(loaded.header["metadata"])
+    record = [os.path.basename(data), table.n_samples, passes]
+    metadata["updates"] = [*metadata.get("updates", []), record]
+    save_model(estimator, output, metadata=metadata)
+    if not quiet:
+        click.echo(
+            f"Wrote {output}: {table.n_samples} rows × {passes} passes from {data}; "
+            f"{estimator.n_samples_seen_} rows seen in all, {estimator.n_iter_} online steps.",
+            err=True,
+        )
 
 
 # --------------------------------------------------------------------------------------------
