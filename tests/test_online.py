@@ -368,6 +368,8 @@ def test_feature_names_must_match_and_model_is_unchanged():
         ({"classes": [0, 1, 2], "sample_weight": np.zeros(300)}, {}, r"sum to zero"),
         ({"classes": [0, 1, 2]}, {"class_weight": "balanced"}, r"pass a dict of per-class"),
         ({"classes": [0, 1, 2]}, {"alpha": -1.0}, r"alpha"),
+        ({"classes": [0, 1, 2]}, {"class_weight": {5: 1.0}}, r"names labels \[5\] that are not"),
+        ({"classes": [0, 1, 2]}, {"class_weight": {0: -1.0}}, r"finite and non-negative"),
     ],
 )
 def test_bad_call_on_a_new_model_sets_nothing(kwargs, params, message):

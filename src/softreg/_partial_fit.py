@@ -118,6 +118,7 @@ class OnlineMixin:
             )
         fitted = hasattr(self, "coef_")
         self.classes_ = self._online_classes(classes, fitted)
+        per_class = _class_factors(self.class_weight, self.classes_)
         stream = isinstance(X, (Source, Dataset))
         if stream:
             if y is not None or sample_weight is not None:
@@ -125,11 +126,11 @@ class OnlineMixin:
                     "`y` and `sample_weight` must be None when `X` is a dataset or source: "
                     f"its blocks carry them; got a {type(y).__name__} `y`."
                 )
-            batches = self._stream_batches(X, fitted)
+            batches = self._stream_batches(X, fitted, per_class)
         else:
             if y is None:
                 raise ValueError("partial_fit needs `y` with array `X`; got None.")
-            batches = [self._array_batch(X, y, sample_weight, reset=not fitted)]
+            batches = [self._array_batch(X, y, sample_weight, per_class, reset=not fitted)]
         self._online_pass(batches, fitted)
 
     def _online_classes(self, classes, fitted):
@@ -153,13 +154,14 @@ class OnlineMixin:
             )
         return given
 
-    def _array_batch(self, X, y, sample_weight, reset):
+    def _array_batch(self, X, y, sample_weight, per_class, reset):
         """``(X, target, weight)`` of an array batch, checked against the model."""
         X = self._validate_features(X, reset=reset)
         target = self._online_targets(y, X.shape[0], X.dtype)
-        weight = check_sample_weight(sample_weight, (X.shape[0],), X.dtype)
-        weight = self._class_weights(self.classes_, target, weight, X.dtype)
-        return X, target, weight
+        weight = None
+        if sample_weight is not None:
+            weight = check_sample_weight(sample_weight, (X.shape[0],), X.dtype)
+        return X, target, _times_class_factors(weight, target, per_class, X.dtype)
 
     def _online_targets(self, y, n_samples, dtype):
         classes = self.classes_
@@ -189,14 +191,11 @@ class OnlineMixin:
             )
         return codes.astype(np.intp)
 
-    def _stream_batches(self, stream, fitted):
+    def _stream_batches(self, stream, fitted, per_class):
         """Check a dataset's or source's description; yield its checked blocks lazily."""
         if isinstance(stream, Dataset):
             if stream.target_ndim == 0:
                 raise ValueError("`X` is a dataset without a target column: nothing to learn.")
-            per_class = None
-            if self.class_weight is not None:
-                per_class = np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_])
             source = stream.source(classes=self.classes_, class_weight=per_class)
         else:
             source = stream
@@ -218,9 +217,10 @@ class OnlineMixin:
             self.n_features_in_ = n_features
             if names is not None:
                 self.feature_names_in_ = np.asarray(names, dtype=object)
-        return self._checked_blocks(source, isinstance(stream, Dataset))
+        # A Dataset's source applies the class weights itself; a Source's blocks do not.
+        return self._checked_blocks(source, None if isinstance(stream, Dataset) else per_class)
 
-    def _checked_blocks(self, source, encoded_weights):
+    def _checked_blocks(self, source, per_class):
         n_classes = len(self.classes_)
         for index, (X, target, weight) in enumerate(source.blocks()):
             where = f"block {index} of the stream"
@@ -241,9 +241,7 @@ class OnlineMixin:
                 )
             if weight is not None:
                 weight = check_sample_weight(weight, (X.shape[0],), X.dtype)
-            if not encoded_weights:  # a Dataset's source already applied class_weight
-                weight = self._class_weights(self.classes_, target, weight, X.dtype)
-            yield X, target, weight
+            yield X, target, _times_class_factors(weight, target, per_class, X.dtype)
 
     def _online_pass(self, batches, fitted):
         """Steps over every mini-batch; the new attributes are set only once all succeeded."""
@@ -326,3 +324,29 @@ class OnlineMixin:
         self.history_ = {
             key: np.asarray(values, dtype=np.float64) for key, values in history.items()
         }
+
+
+def _class_factors(class_weight, classes):
+    """One weight factor per class from a ``class_weight`` dict (None: no factors)."""
+    if class_weight is None:
+        return None
+    unknown = [label for label in class_weight if label not in set(classes.tolist())]
+    if unknown:
+        raise ValueError(
+            f"`class_weight` names labels {unknown!r} that are not among the classes "
+            f"{classes.tolist()!r}."
+        )
+    per_class = np.array([float(class_weight.get(c, 1.0)) for c in classes.tolist()])
+    if not np.all(np.isfinite(per_class) & (per_class >= 0)):
+        raise ValueError(
+            f"`class_weight` values must be finite and non-negative; got {class_weight!r}."
+        )
+    return per_class
+
+
+def _times_class_factors(weight, target, per_class, dtype):
+    """Row weights times each row's class factor (soft labels: ``Σ_k y_k · factor_k``)."""
+    if per_class is None:
+        return weight
+    row = (per_class[target] if target.ndim == 1 else target @ per_class).astype(dtype)
+    return row if weight is None else weight * row
