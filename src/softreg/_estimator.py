@@ -276,7 +276,7 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
     max_iter : int, default=1000
     learning_rate : float or None, default=None
         Only for ``solver="gd"``: a fixed step ``η``, or None for Armijo backtracking
-        from the Barzilai–Borwein step.
+        from the Barzilai–Borwein step. Also :meth:`partial_fit`'s base step (None: 0.02).
     class_weight : dict, "balanced" or None, default=None
         Multiplies each sample's weight by the weight of its class (for soft labels: by
         ``Σ_k y_ik · class_weight[k]``).
@@ -317,7 +317,13 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
         Certified upper bound on ``R(coef_, intercept_) - R*``; ``inf`` when ``alpha = 0``.
     converged_ : bool
     solver_ : str
-        The solver used (``"auto"`` resolved).
+        The solver used (``"auto"`` resolved), or ``"online-adam"`` after :meth:`partial_fit`,
+        which also sets ``n_iter_`` to its steps, ``objective_`` to NaN,
+        ``optimality_gap_bound_`` to inf and ``converged_`` to False: nothing certifies an
+        online model.
+    n_samples_seen_ : int
+        Rows trained on: those of :meth:`fit`, plus those of every :meth:`partial_fit`
+        call (a row passed twice counts twice).
 
     Examples
     --------
