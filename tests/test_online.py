@@ -1,16 +1,17 @@
 """Online learning: the optimiser (`_online.py`) and `SoftmaxRegression.partial_fit`."""
 
 import copy
+import os
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.datasets import load_digits
 
-from softreg import SoftmaxRegression, _online
+from softreg import DataError, SoftmaxRegression, _online, open_dataset
 from softreg._objective import objective_value
 from softreg._partial_fit import BATCH_ROWS, METHOD
-from softreg._sources import ArraySource, Block, CallableSource, Dataset, Summary
+from softreg._sources import ArrayDataset, ArraySource, Block, CallableSource
 
 
 @pytest.fixture(scope="module")
@@ -230,33 +231,11 @@ def test_string_labels_and_class_weight_dict():
 # Streams: a Source or a Dataset is one pass
 
 
-class _MemoryDataset(Dataset):
-    """The Dataset protocol over arrays with raw labels (outofcore builds the file ones)."""
-
-    target_ndim = 1
-
-    def __init__(self, X, y, rows, feature_names=None):
-        self.X, self.y, self.rows = X, y, rows
-        self.n_features, self.dtype = X.shape[1], X.dtype
-        self.feature_names = feature_names
-
-    def scan(self, *, moments=False):
-        classes, counts = np.unique(self.y, return_counts=True)
-        return Summary(len(self.y), classes, counts.astype(float), float(len(self.y)))
-
-    def source(self, *, classes=None, class_weight=None, scale=None):
-        codes = np.searchsorted(classes, self.y)
-        weight = None if class_weight is None else class_weight[codes]
-        source = ArraySource(self.X, codes, weight, n_outputs=len(classes), rows=self.rows)
-        source.feature_names = self.feature_names
-        return source
-
-
 def test_source_and_dataset_pass_equal_the_array_pass():
     X, y = _problem(4 * BATCH_ROWS)
     arrays = SoftmaxRegression(class_weight={1: 2.0}).partial_fit(X, y, classes=[0, 1, 2])
     dataset = SoftmaxRegression(class_weight={1: 2.0}).partial_fit(
-        _MemoryDataset(X, y, rows=2 * BATCH_ROWS), classes=[0, 1, 2]
+        ArrayDataset(X, y, rows=2 * BATCH_ROWS), classes=[0, 1, 2]
     )
     source = SoftmaxRegression(class_weight={1: 2.0}).partial_fit(
         ArraySource(X, y, rows=BATCH_ROWS), classes=[0, 1, 2]
@@ -264,6 +243,37 @@ def test_source_and_dataset_pass_equal_the_array_pass():
     for model in (dataset, source):
         np.testing.assert_array_equal(model.coef_, arrays.coef_)
         assert model.n_samples_seen_ == len(y) and model.n_iter_ == 4
+
+
+def _csv(tmp_path, X, labels):
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    frame["label"] = labels
+    path = tmp_path / "rows.csv"
+    frame.to_csv(path, index=False)  # shortest round-trip digits: the file holds X exactly
+    return open_dataset(path, target="label", cache_dir=tmp_path / "cache")
+
+
+def test_file_dataset_pass_equals_the_array_pass(tmp_path):
+    X, y = _problem(600)
+    labels = np.array(["a", "b", "c"])[y]
+    streamed = SoftmaxRegression().partial_fit(_csv(tmp_path, X, labels), classes=["a", "b", "c"])
+    arrays = SoftmaxRegression().partial_fit(X, labels, classes=["a", "b", "c"])
+    np.testing.assert_array_equal(streamed.coef_, arrays.coef_)
+    np.testing.assert_array_equal(streamed.feature_names_in_, [f"f{i}" for i in range(5)])
+    assert streamed.n_samples_seen_ == 600 and streamed.n_iter_ == 3
+
+
+def test_file_with_an_unknown_label_deep_inside_leaves_the_model_unchanged(tmp_path):
+    X, y = _problem(600)
+    labels = np.array(["a", "b", "c"])[y]
+    model = SoftmaxRegression().partial_fit(_csv(tmp_path, X, labels), classes=["a", "b", "c"])
+    before = _attributes(model)
+    labels[500] = "z"
+    os.makedirs(tmp_path / "bad")
+    with pytest.raises(DataError, match=r"has the label 'z' in row 501"):
+        model.partial_fit(_csv(tmp_path / "bad", X, labels))
+    _assert_same(before, model)
 
 
 def _attributes(model):
@@ -354,7 +364,7 @@ def test_feature_names_must_match_and_model_is_unchanged():
     with pytest.raises(ValueError, match="The feature names should match"):
         model.partial_fit(renamed, y)
     _assert_same(before, model)
-    stream = _MemoryDataset(X, y, rows=100, feature_names=np.array([*names[:4], "other"]))
+    stream = ArrayDataset(X, y, rows=100, feature_names=np.array([*names[:4], "other"]))
     with pytest.raises(ValueError, match="The feature names should match"):
         model.partial_fit(stream)
     _assert_same(before, model)
@@ -368,6 +378,7 @@ def test_feature_names_must_match_and_model_is_unchanged():
         ({"classes": [0, 1, 2], "sample_weight": np.zeros(300)}, {}, r"sum to zero"),
         ({"classes": [0, 1, 2]}, {"class_weight": "balanced"}, r"pass a dict of per-class"),
         ({"classes": [0, 1, 2]}, {"alpha": -1.0}, r"alpha"),
+        ({"classes": [0, 1, 2]}, {"standardize": True}, r"standardize=True needs the feature"),
         ({"classes": [0, 1, 2]}, {"class_weight": {5: 1.0}}, r"names labels \[5\] that are not"),
         ({"classes": [0, 1, 2]}, {"class_weight": {0: -1.0}}, r"finite and non-negative"),
     ],

@@ -73,8 +73,9 @@ class OnlineMixin:
         ValueError
             On the first call without ``classes``; for labels outside ``classes``, a
             different number of features or different feature names than the model's, NaN
-            or inf, an empty batch, weights summing to zero, or ``class_weight="balanced"``
-            (it needs class counts over all the data). The model is then left exactly as it
+            or inf, an empty batch, weights summing to zero, ``class_weight="balanced"`` or
+            ``standardize=True`` (they need class counts or feature moments over all the
+            data). The model is then left exactly as it
             was.
 
         Examples
@@ -115,6 +116,11 @@ class OnlineMixin:
             raise ValueError(
                 "class_weight='balanced' needs the class counts of all the data, which "
                 "partial_fit never sees; pass a dict of per-class weights instead."
+            )
+        if self.standardize:
+            raise ValueError(
+                "standardize=True needs the feature moments of all the data, which partial_fit "
+                "never sees; scale the features before the stream (or fit on a dataset)."
             )
         fitted = hasattr(self, "coef_")
         self.classes_ = self._online_classes(classes, fitted)
@@ -199,8 +205,8 @@ class OnlineMixin:
             source = stream.source(classes=self.classes_, class_weight=per_class)
         else:
             source = stream
-        n_features = int(source.n_features)
-        names = getattr(source, "feature_names", None)
+        n_features = int(stream.n_features)
+        names = stream.feature_names
         if fitted or hasattr(self, "n_features_in_"):
             if n_features != self.n_features_in_:
                 raise ValueError(
