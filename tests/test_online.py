@@ -398,8 +398,12 @@ def test_classes_cannot_change_and_streams_take_no_y():
     before = _attributes(model)
     with pytest.raises(ValueError, match=r"must stay the model's classes \[0, 1, 2\]; got \[0, 1"):
         model.partial_fit(X, y, classes=[0, 1, 2, 3])
-    with pytest.raises(ValueError, match=r"`y` and `sample_weight` must be None when `X` is a"):
+    with pytest.raises(ValueError, match=r"`y` and `sample_weight` must be None when `X` is a So"):
         model.partial_fit(ArraySource(X, y), y)
+    with pytest.raises(ValueError, match=r"`sample_weight` must be None when `X` is a dataset"):
+        model.partial_fit(ArrayDataset(X, y), sample_weight=np.ones(300))
+    with pytest.raises(ValueError, match=r"partial_fit needs a dataset with a target"):
+        model.partial_fit(ArrayDataset(X))
     with pytest.raises(ValueError, match=r"integer codes in \[0, 3\)"):
         model.partial_fit(ArraySource(X, y + 1))
     with pytest.raises(ValueError, match=r"partial_fit needs `y` with array `X`; got None"):

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import column_or_1d
 
+from softreg import _datapath as datapath
 from softreg import _online
 from softreg import _params as rules
 from softreg._checks import check_probability, check_sample_weight
@@ -125,12 +126,14 @@ class OnlineMixin:
         fitted = hasattr(self, "coef_")
         self.classes_ = self._online_classes(classes, fitted)
         per_class = _class_factors(self.class_weight, self.classes_)
-        stream = isinstance(X, (Source, Dataset))
-        if stream:
+        if isinstance(X, Dataset):
+            datapath.check_dataset_call(X, y, sample_weight, "partial_fit")
+            batches = self._stream_batches(X, fitted, per_class)
+        elif isinstance(X, Source):
             if y is not None or sample_weight is not None:
                 raise ValueError(
-                    "`y` and `sample_weight` must be None when `X` is a dataset or source: "
-                    f"its blocks carry them; got a {type(y).__name__} `y`."
+                    "`y` and `sample_weight` must be None when `X` is a Source, whose blocks "
+                    "carry the targets and weights."
                 )
             batches = self._stream_batches(X, fitted, per_class)
         else:
@@ -200,8 +203,6 @@ class OnlineMixin:
     def _stream_batches(self, stream, fitted, per_class):
         """Check a dataset's or source's description; yield its checked blocks lazily."""
         if isinstance(stream, Dataset):
-            if stream.target_ndim == 0:
-                raise ValueError("`X` is a dataset without a target column: nothing to learn.")
             source = stream.source(classes=self.classes_, class_weight=per_class)
         else:
             source = stream
