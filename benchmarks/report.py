@@ -1,7 +1,9 @@
 """Render a run's results: the ratio summary, ``BENCHMARKS.md`` and the gap-vs-time plot.
 
 ``BENCHMARKS.md`` is written only by a full run; its hand-written section between
-``<!-- levers:start -->`` and ``<!-- levers:end -->`` is carried over from the existing file.
+``<!-- levers:start -->`` and ``<!-- levers:end -->``, and the sections other benchmarks
+write between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``, are carried over from the
+existing file.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -664,7 +667,19 @@ def render(results: dict, plot_name: str, previous: str = "") -> str:
             ],
         )
     lines.append("")
+    lines += _other_benchmarks(previous)
     return "\n".join(lines)
+
+
+def _other_benchmarks(previous: str) -> list[str]:
+    """Sections that other benchmarks write between ``<!-- NAME:start -->`` and ``<!-- NAME:end
+    -->`` (e.g. ``benchmarks/online.py``), carried over unchanged.
+
+    >>> _other_benchmarks("x <!-- online:start -->\\n## Online\\n<!-- online:end --> y")
+    ['<!-- online:start -->\\n## Online\\n<!-- online:end -->', '']
+    """
+    found = re.finditer(r"<!-- ([a-z-]+):start -->.*?<!-- \1:end -->", previous, flags=re.DOTALL)
+    return [item for block in found if block.group(1) != "levers" for item in (block.group(0), "")]
 
 
 def _profile_table(top: list[dict]) -> list[str]:
