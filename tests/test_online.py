@@ -343,6 +343,16 @@ def test_bad_batch_leaves_the_model_exactly_as_before(make, message, trained):
     _assert_same(before, model)
 
 
+def test_an_empty_stream_is_an_error_and_changes_nothing():
+    X, y = _problem()
+    model = SoftmaxRegression().partial_fit(X, y, classes=[0, 1, 2])
+    before = _attributes(model)
+    empty = CallableSource(list, n_features=5, dtype=np.float64)
+    with pytest.raises(ValueError, match=r"partial_fit got an empty batch: 0 rows"):
+        model.partial_fit(empty)
+    _assert_same(before, model)
+
+
 def test_different_n_features_leaves_the_model_unchanged():
     X, y = _problem()
     model = SoftmaxRegression().partial_fit(X, y, classes=[0, 1, 2])
