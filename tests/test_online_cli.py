@@ -84,6 +84,14 @@ def test_update_round_trips_through_the_model_format(files, tmp_path):
     assert chained.header["training"]["n_iter"] == 4
     assert chained.header["training"]["n_samples_seen"] == 350
     assert chained.header["metadata"]["updates"] == [["second.csv", 50, 3], ["first.csv", 100, 1]]
+    shown = run("inspect", again).output
+    assert re.search(r"^  solver\s+online-adam$", shown, flags=re.MULTILINE)
+    assert re.search(r"^  rows seen\s+350$", shown, flags=re.MULTILINE)
+    assert re.search(
+        r"^  updates\s+\[\['second.csv', 50, 3\], \['first.csv', 100, 1\]\]$",
+        shown,
+        flags=re.MULTILINE,
+    )
     # The online model still predicts and evaluates through the other commands.
     metrics = json.loads(run("evaluate", again, files["second"], "--json").output)
     assert metrics["accuracy"] > 0.8

@@ -236,6 +236,8 @@ def format_model(header):
         ("  objective", repr(training["objective"])),
         ("  optimality gap bound", repr(training["optimality_gap_bound"])),
     ]
+    if "n_samples_seen" in training:  # absent in files written before it was recorded
+        rows.append(("  rows seen", training["n_samples_seen"]))
     rows += [(f"  {key}", value) for key, value in header["metadata"].items()]
     rows.append(("arrays", ""))
     rows += [
