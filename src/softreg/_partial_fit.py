@@ -49,7 +49,9 @@ class OnlineMixin:
         (``η`` = ``learning_rate``, default 0.02), and the model is the average of the
         iterates weighted by step number (see :mod:`softreg._online` for the method and
         the measurements that chose it). After :meth:`fit` it continues from the fitted
-        model.
+        model. ``n_samples_seen_`` grows by the call's rows, ``n_iter_`` counts the online
+        steps, and ``history_`` holds this call's steps (each mini-batch's objective and
+        gradient norm before its step).
 
         Parameters
         ----------
