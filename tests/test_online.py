@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from sklearn.datasets import load_digits
 
 from softreg import DataError, SoftmaxRegression, _online, open_dataset
-from softreg._objective import objective_value
+from softreg._objective import Objective, SoftmaxLoss, objective_value
 from softreg._partial_fit import BATCH_ROWS, METHOD
 from softreg._sources import ArrayDataset, ArraySource, Block, CallableSource
 
@@ -341,6 +341,26 @@ def test_bad_batch_leaves_the_model_exactly_as_before(make, message, trained):
     with pytest.raises(ValueError, match=message):
         model.partial_fit(bad_X, bad_y, classes=[0, 1, 2])
     _assert_same(before, model)
+
+
+def test_divergence_is_an_error_and_changes_nothing():
+    X, y = _problem()
+    model = SoftmaxRegression().partial_fit(X, y, classes=[0, 1, 2])
+    before = _attributes(model)
+    model.set_params(learning_rate=1e300)
+    before["learning_rate"] = 1e300
+    with pytest.raises(FloatingPointError, match=r"partial_fit diverged: .* lower `learning_rate`"):
+        model.partial_fit(X, y)
+    _assert_same(before, model)
+
+
+def test_unchecked_gradient_equals_the_certified_one():
+    X, y = _problem()
+    objective = Objective(SoftmaxLoss(3, 0.1), ArraySource(X, y), alpha=0.1, fit_intercept=True)
+    theta = np.random.default_rng(0).standard_normal(objective.n_params)
+    full, quick = objective.loss_gradient(theta), objective.loss_gradient(theta, certify=False)
+    np.testing.assert_array_equal(quick.gradient, full.gradient)
+    assert quick.objective == full.objective and quick.gap_bound == np.inf > full.gap_bound
 
 
 def test_an_empty_stream_is_an_error_and_changes_nothing():

@@ -497,8 +497,9 @@ class Objective:
             np.divide(sums.grad_intercept, S, out=grad_intercept)
         else:
             grad_intercept = sums.grad_intercept / S
-        if not certify:
-            return Evaluation(objective, gradient, float(np.linalg.norm(gradient)), math.inf)
+        if not certify:  # (a diverging online step may overflow ‖∇R‖²: inf is the answer)
+            with np.errstate(over="ignore"):
+                return Evaluation(objective, gradient, float(np.linalg.norm(gradient)), math.inf)
         bound = self._gap_bound(coef, intercept, grad_coef, grad_intercept, sums.entropy / S)
         coef_bound = _inner(grad_coef, grad_coef) / (2 * alpha) if alpha > 0 else math.inf
         return Evaluation(objective, gradient, float(np.linalg.norm(gradient)), bound, coef_bound)

@@ -281,6 +281,12 @@ class OnlineMixin:
                     transposed_coef=False,
                 )
                 evaluation = objective.loss_gradient(state.theta, certify=False)
+                if not np.isfinite(evaluation.objective):
+                    raise FloatingPointError(
+                        f"partial_fit diverged: the objective of a mini-batch is "
+                        f"{evaluation.objective} after {state.step} steps; lower "
+                        f"`learning_rate` (now {rate:g}). The model is left as it was."
+                    )
                 state = _online.update(state, evaluation.gradient, learning_rate=rate)
                 history["objective"].append(evaluation.objective)
                 history["gradient_norm"].append(evaluation.gradient_norm)
