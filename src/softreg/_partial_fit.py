@@ -127,7 +127,8 @@ class OnlineMixin:
             )
         fitted = hasattr(self, "coef_")
         self.classes_ = self._online_classes(classes, fitted)
-        per_class = _class_factors(self.class_weight, self.classes_)
+        # ("balanced", which needs class counts, was refused above.)
+        per_class = datapath.class_factors(self.class_weight, self.classes_, None, None)
         if isinstance(X, Dataset):
             datapath.check_dataset_call(X, y, sample_weight, "partial_fit")
             batches = self._stream_batches(X, fitted, per_class)
@@ -339,24 +340,6 @@ class OnlineMixin:
         self.history_ = {
             key: np.asarray(values, dtype=np.float64) for key, values in history.items()
         }
-
-
-def _class_factors(class_weight, classes):
-    """One weight factor per class from a ``class_weight`` dict (None: no factors)."""
-    if class_weight is None:
-        return None
-    unknown = [label for label in class_weight if label not in set(classes.tolist())]
-    if unknown:
-        raise ValueError(
-            f"`class_weight` names labels {unknown!r} that are not among the classes "
-            f"{classes.tolist()!r}."
-        )
-    per_class = np.array([float(class_weight.get(c, 1.0)) for c in classes.tolist()])
-    if not np.all(np.isfinite(per_class) & (per_class >= 0)):
-        raise ValueError(
-            f"`class_weight` values must be finite and non-negative; got {class_weight!r}."
-        )
-    return per_class
 
 
 def _times_class_factors(weight, target, per_class, dtype):
