@@ -328,6 +328,7 @@ def test_a_stream_failing_half_way_leaves_the_model_unchanged():
         (lambda X, y: (np.where(X > 2, np.inf, X), y), r"Input X contains infinity"),
         (lambda X, y: (X[:0], y[:0]), r"Found array with 0 sample\(s\)"),
         (lambda X, y: (X, np.eye(4)[y]), r"must have shape \(300, 3\), one column per class"),
+        (lambda X, y: (X, y[:-1]), r"`y` must have one label per sample \(300\); got 299"),
     ],
 )
 @pytest.mark.parametrize("trained", [False, True])
@@ -409,6 +410,7 @@ def test_feature_names_must_match_and_model_is_unchanged():
         ({"classes": [0, 1, 2]}, {"class_weight": "balanced"}, r"pass a dict of per-class"),
         ({"classes": [0, 1, 2]}, {"alpha": -1.0}, r"alpha"),
         ({"classes": [0, 1, 2]}, {"standardize": True}, r"standardize=True needs the feature"),
+        ({"classes": [0, 1, 2]}, {"label_smoothing": 1.0}, r"must be in \[0, 1\); got 1\.0"),
         ({"classes": [0, 1, 2]}, {"class_weight": {5: 1.0}}, r"names labels \[5\] that are not"),
         ({"classes": [0, 1, 2]}, {"class_weight": {0: -1.0}}, r"finite and non-negative"),
     ],
@@ -436,6 +438,10 @@ def test_classes_cannot_change_and_streams_take_no_y():
         model.partial_fit(ArrayDataset(X))
     with pytest.raises(ValueError, match=r"integer codes in \[0, 3\)"):
         model.partial_fit(ArraySource(X, y + 1))
+    with pytest.raises(ValueError, match=r"probabilities of block 0 of the stream have 4 col"):
+        model.partial_fit(ArraySource(X, np.eye(4)[y]))
+    with pytest.raises(TypeError, match=r"`y` must be a dense array of labels or of class"):
+        model.partial_fit(X, sp.csr_matrix(np.eye(3)[y]))
     with pytest.raises(ValueError, match=r"partial_fit needs `y` with array `X`; got None"):
         model.partial_fit(X)
     _assert_same(before, model)
