@@ -29,8 +29,9 @@ from softreg._sources import ArraySource, Dataset, Source
 __all__ = ["BATCH_ROWS", "METHOD", "OnlineMixin"]
 
 #: Rows per online step: a call (or a stream's block) with more rows is one pass over them in
-#: mini-batches of this many rows, in order. 256 keeps a step's gradient cheap next to
-#: Python's per-step overhead while giving many steps per pass (benchmarks/online.py).
+#: mini-batches of this many rows, in order. 256 is the batch of the benchmark streams
+#: (benchmarks/online.py), where the method was chosen: many steps per pass, each with the
+#: cost of its two matrix products, not of Python, dominant on wide data (Fashion-MNIST).
 BATCH_ROWS = 256
 #: ``solver_`` of a model whose last training was partial_fit.
 METHOD = "online-adam"
