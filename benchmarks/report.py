@@ -1,7 +1,9 @@
 """Render a run's results: the ratio summary, ``BENCHMARKS.md`` and the gap-vs-time plot.
 
-``BENCHMARKS.md`` is written only by a full run; its hand-written section between
-``<!-- levers:start -->`` and ``<!-- levers:end -->`` is carried over from the existing file.
+``BENCHMARKS.md`` is written only by a full run; its hand-written sections between
+``<!-- levers:start -->`` and ``<!-- levers:end -->`` and between ``<!-- startup:start -->``
+and ``<!-- startup:end -->`` (from ``python -m benchmarks.startup``) are carried over from the
+existing file.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -20,6 +23,7 @@ from softreg._sources import _BLOCK_ENTRIES as BLOCK_ENTRIES
 BENCHMARKS_MD = REPO_ROOT / "BENCHMARKS.md"
 PLOT = REPO_ROOT / "benchmarks" / "objective_gap_vs_time.png"
 LEVERS_START, LEVERS_END = "<!-- levers:start -->", "<!-- levers:end -->"
+STARTUP_START, STARTUP_END = "<!-- startup:start -->", "<!-- startup:end -->"
 GOALS = {"sklearn": 3.0, "torch": 2.0, "pass_sklearn": 1.5, "pass_torch": 1.0, "roofline": 2.0}
 PACKAGES = (
     "softreg",
@@ -401,6 +405,21 @@ def _memory_verdict(entry: dict, data: dict) -> str:
     return f"{extra:.0f} MB (allowance {allowance:.0f}, full logits {logits_mb:.0f}): {status}"
 
 
+def portable_source(source: str) -> str:
+    """A data set's description without the absolute paths of the machine that ran it.
+
+    Results recorded before the loaders named data sets by their public names say where
+    the files lay (e.g. ``LIBSVM files in /data/letter (dense)``); BENCHMARKS.md is read
+    elsewhere, so a path keeps only its last component.
+
+    >>> portable_source("LIBSVM files in /srv/shared/data/letter (dense)")
+    'LIBSVM files in letter (dense)'
+    >>> portable_source("Debian dataset-fashion-mnist (/usr/share/datasets/fashion-mnist), x")
+    'Debian dataset-fashion-mnist (fashion-mnist), x'
+    """
+    return re.sub(r"(?<![\w.])/(?:[^\s/()]+/)*([^\s/()]+)", r"\1", source)
+
+
 def _case_section(name: str, record: dict, results: dict) -> list[str]:
     reference = record["reference"]
     lines = [f"### {name}", ""]
@@ -410,7 +429,7 @@ def _case_section(name: str, record: dict, results: dict) -> list[str]:
     lines.append(
         f"{data['n_samples']} × {data['n_features']} × {data['n_classes']} "
         f"({data['dtype']}{', sparse, nnz ' + str(data['nnz']) if data['sparse'] else ''}); "
-        f"{data['source']}. Reference R* = {reference['objective']:.15g}, "
+        f"{portable_source(data['source'])}. Reference R* = {reference['objective']:.15g}, "
         f"‖∇R‖₂ = {reference['gradient_norm']:.1e}, relative gap certified ≤ "
         f"{reference.get('certified_gap', float('nan')):.1e}, estimated "
         f"{reference.get('estimated_gap', float('nan')):.1e} (targets below ten times that "
@@ -473,10 +492,13 @@ def _case_section(name: str, record: dict, results: dict) -> list[str]:
     return lines
 
 
-def _levers(previous: str) -> str:
-    if LEVERS_START in previous and LEVERS_END in previous:
-        return previous.split(LEVERS_START, 1)[1].split(LEVERS_END, 1)[0].strip("\n")
-    return "_To be written by hand: what would close each missed goal._"
+def _carried(previous: str, start: str, end: str, placeholder: str) -> list[str]:
+    """The hand-written section between ``start`` and ``end`` of the previous file."""
+    if start in previous and end in previous:
+        text = previous.split(start, 1)[1].split(end, 1)[0].strip("\n")
+    else:
+        text = placeholder
+    return [start, text, end, ""]
 
 
 def render(results: dict, plot_name: str, previous: str = "") -> str:
@@ -652,7 +674,17 @@ def render(results: dict, plot_name: str, previous: str = "") -> str:
         ],
     )
     lines += ["", "## Method", "", *_method(results), ""]
-    lines += ["## Levers", "", LEVERS_START, _levers(previous), LEVERS_END, ""]
+    lines += ["## Levers", ""]
+    lines += _carried(
+        previous,
+        LEVERS_START,
+        LEVERS_END,
+        "_To be written by hand: what would close each missed goal._",
+    )
+    lines += ["## Start-up", ""]
+    lines += _carried(
+        previous, STARTUP_START, STARTUP_END, "_From `python -m benchmarks.startup`._"
+    )
     lines += ["## Thread pools (threadpoolctl, in the roofline child)", ""]
     machine = results.get("machine", {})
     if machine.get("ok"):
