@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench bench-quick clean
+.PHONY: demo test test-oldest package lint bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,32 @@ lint: $(VENV)/.stamp-dev
 test: lint
 	$(BIN)/python -m pytest -q
 
+# Build the wheel as pip does for a user and fail on any warning the build backend prints
+# (pip indents the backend's output). PYTHONDONTWRITEBYTECODE, when set, only makes setuptools
+# say that it skips byte-compiling.
+package: $(VENV)/.stamp-dev
+	rm -rf build/package && mkdir -p build/package
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pip wheel --no-deps --verbose \
+		--wheel-dir build/package . > build/package/log 2>&1 || (cat build/package/log; false)
+	! grep -E '^\s+.*([Ww]arning|!!)' build/package/log
+	@echo "Built $$(ls build/package/*.whl) without warnings."
+
+# The whole suite against the oldest versions pyproject.toml allows (pinned, wheels only, in
+# .ci/oldest-constraints.txt), in a second environment; .ci/run runs it after `make test`.
+OLDEST ?= .venv-oldest
+
+$(OLDEST)/.stamp: pyproject.toml .ci/oldest-constraints.txt
+	rm -rf $(OLDEST)
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install --quiet --only-binary=:all: \
+		--constraint .ci/oldest-constraints.txt -e '.[dev]'
+	touch $@
+
+test-oldest: $(OLDEST)/.stamp
+	$(OLDEST)/bin/python -m pip list --format=freeze | grep -iE \
+		'^(numpy|scipy|scikit-learn|threadpoolctl|click|numba|pyarrow|pandas|matplotlib|dask)=='
+	$(OLDEST)/bin/python -m pytest -q
+
 bench: $(VENV)/.stamp-bench
 	$(BIN)/python -m benchmarks.run
 
@@ -39,4 +65,4 @@ bench-quick: $(VENV)/.stamp-bench
 	$(BIN)/python -m benchmarks.run --quick
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(OLDEST) build src/*.egg-info .pytest_cache .ruff_cache

@@ -136,7 +136,7 @@ def _load_fashion_mnist() -> Dataset:
         X_test=arrays["X_test"].reshape(10000, -1) * scale,
         y_test=arrays["y_test"].astype(np.int64),
         n_classes=10,
-        source=f"Debian dataset-fashion-mnist ({FASHION_DIR}), pixels / 255",
+        source="Debian package dataset-fashion-mnist, pixels / 255",
     )
 
 
@@ -165,7 +165,10 @@ def _load_libsvm_pair(name: str, train_file: str, test_file: str, dense: bool) -
         X_test=X_test.toarray() if dense else X_test,
         y_test=np.searchsorted(labels, y_test).astype(np.int64),
         n_classes=labels.size,
-        source=f"LIBSVM files in {folder} ({'dense' if dense else 'CSR'})",
+        # The public name, never this machine's path: the line goes into BENCHMARKS.md.
+        source=(
+            f"LIBSVM data set {name} ({train_file}, {test_file}; {'dense' if dense else 'CSR'})"
+        ),
     )
 
 

@@ -2,7 +2,9 @@
 
 ``BENCHMARKS.md`` is written only by a full run; its hand-written section between
 ``<!-- levers:start -->`` and ``<!-- levers:end -->``, and the sections other benchmarks
-write between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``, are carried over from the
+write between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` (``startup`` from
+``python -m benchmarks.startup``, ``online`` from ``python -m benchmarks.online``), are
+carried over from the
 existing file.
 """
 
@@ -23,6 +25,7 @@ from softreg._sources import _BLOCK_ENTRIES as BLOCK_ENTRIES
 BENCHMARKS_MD = REPO_ROOT / "BENCHMARKS.md"
 PLOT = REPO_ROOT / "benchmarks" / "objective_gap_vs_time.png"
 LEVERS_START, LEVERS_END = "<!-- levers:start -->", "<!-- levers:end -->"
+STARTUP_START, STARTUP_END = "<!-- startup:start -->", "<!-- startup:end -->"
 GOALS = {"sklearn": 3.0, "torch": 2.0, "pass_sklearn": 1.5, "pass_torch": 1.0, "roofline": 2.0}
 PACKAGES = (
     "softreg",
@@ -404,6 +407,21 @@ def _memory_verdict(entry: dict, data: dict) -> str:
     return f"{extra:.0f} MB (allowance {allowance:.0f}, full logits {logits_mb:.0f}): {status}"
 
 
+def portable_source(source: str) -> str:
+    """A data set's description without the absolute paths of the machine that ran it.
+
+    Results recorded before the loaders named data sets by their public names say where
+    the files lay (e.g. ``LIBSVM files in /data/letter (dense)``); BENCHMARKS.md is read
+    elsewhere, so a path keeps only its last component.
+
+    >>> portable_source("LIBSVM files in /srv/shared/data/letter (dense)")
+    'LIBSVM files in letter (dense)'
+    >>> portable_source("Debian dataset-fashion-mnist (/usr/share/datasets/fashion-mnist), x")
+    'Debian dataset-fashion-mnist (fashion-mnist), x'
+    """
+    return re.sub(r"(?<![\w.])/(?:[^\s/()]+/)*([^\s/()]+)", r"\1", source)
+
+
 def _case_section(name: str, record: dict, results: dict) -> list[str]:
     reference = record["reference"]
     lines = [f"### {name}", ""]
@@ -413,7 +431,7 @@ def _case_section(name: str, record: dict, results: dict) -> list[str]:
     lines.append(
         f"{data['n_samples']} × {data['n_features']} × {data['n_classes']} "
         f"({data['dtype']}{', sparse, nnz ' + str(data['nnz']) if data['sparse'] else ''}); "
-        f"{data['source']}. Reference R* = {reference['objective']:.15g}, "
+        f"{portable_source(data['source'])}. Reference R* = {reference['objective']:.15g}, "
         f"‖∇R‖₂ = {reference['gradient_norm']:.1e}, relative gap certified ≤ "
         f"{reference.get('certified_gap', float('nan')):.1e}, estimated "
         f"{reference.get('estimated_gap', float('nan')):.1e} (targets below ten times that "
@@ -476,10 +494,13 @@ def _case_section(name: str, record: dict, results: dict) -> list[str]:
     return lines
 
 
-def _levers(previous: str) -> str:
-    if LEVERS_START in previous and LEVERS_END in previous:
-        return previous.split(LEVERS_START, 1)[1].split(LEVERS_END, 1)[0].strip("\n")
-    return "_To be written by hand: what would close each missed goal._"
+def _carried(previous: str, start: str, end: str, placeholder: str) -> list[str]:
+    """The hand-written section between ``start`` and ``end`` of the previous file."""
+    if start in previous and end in previous:
+        text = previous.split(start, 1)[1].split(end, 1)[0].strip("\n")
+    else:
+        text = placeholder
+    return [start, text, end, ""]
 
 
 def render(results: dict, plot_name: str, previous: str = "") -> str:
@@ -655,7 +676,17 @@ def render(results: dict, plot_name: str, previous: str = "") -> str:
         ],
     )
     lines += ["", "## Method", "", *_method(results), ""]
-    lines += ["## Levers", "", LEVERS_START, _levers(previous), LEVERS_END, ""]
+    lines += ["## Levers", ""]
+    lines += _carried(
+        previous,
+        LEVERS_START,
+        LEVERS_END,
+        "_To be written by hand: what would close each missed goal._",
+    )
+    lines += ["## Start-up", ""]
+    lines += _carried(
+        previous, STARTUP_START, STARTUP_END, "_From `python -m benchmarks.startup`._"
+    )
     lines += ["## Thread pools (threadpoolctl, in the roofline child)", ""]
     machine = results.get("machine", {})
     if machine.get("ok"):
@@ -679,7 +710,10 @@ def _other_benchmarks(previous: str) -> list[str]:
     ['<!-- online:start -->\\n## Online\\n<!-- online:end -->', '']
     """
     found = re.finditer(r"<!-- ([a-z-]+):start -->.*?<!-- \1:end -->", previous, flags=re.DOTALL)
-    return [item for block in found if block.group(1) != "levers" for item in (block.group(0), "")]
+    carried = ("levers", "startup")  # rendered in their own places above
+    return [
+        item for block in found if block.group(1) not in carried for item in (block.group(0), "")
+    ]
 
 
 def _profile_table(top: list[dict]) -> list[str]:

@@ -379,20 +379,79 @@ def test_unwritable_output_exits_1(data, tmp_path):
     assert result.stderr == f"Error: {target}: No such file or directory\n"
 
 
-def test_non_convergence_is_a_warning(data, tmp_path):
-    result = run(
-        "fit",
-        data["train.csv"],
-        "-t",
-        "species",
-        "-o",
-        tmp_path / "m.softreg",
-        "--max-iter",
-        "1",
-    )
-    warning, summary = result.stderr.splitlines()
+def test_non_convergence_writes_the_model_and_exits_3(data, tmp_path):
+    path = tmp_path / "m.softreg"
+    args = ("fit", data["train.csv"], "-t", "species", "-o", path, "--max-iter", "1")
+    result = run(*args, expect=cli.EXIT_NOT_CONVERGED)
+    assert cli.EXIT_NOT_CONVERGED == 3
+    warning, summary, advice = result.stderr.splitlines()
     assert warning.startswith("Warning: SoftmaxRegression with solver=")
     assert "did NOT converge in 1 iterations" in summary
+    assert re.fullmatch(
+        rf"Not converged: {re.escape(str(path))} was written, but its certified gap bound "
+        r"\S+ is above --tol × objective = \S+\. To converge: raise --max-iter \(this fit used "
+        r"all 1 iterations\), standardise the features \(mean 0, variance 1\), or try another "
+        r"--solver\. Exit code 3\.",
+        advice,
+    )
+    assert load_model(path).converged_ is False  # written all the same
+    # --quiet silences the summary, never the verdict.
+    quiet = run(*args, "-q", expect=3).stderr.splitlines()
+    assert [line.split(":")[0] for line in quiet] == ["Warning", "Not converged"]
+
+
+def test_non_convergence_at_the_precision_limit_says_raise_tol(tmp_path):
+    """Features of scale 1e20 (within range) leave float64 unable to certify tol=1e-6."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3))
+    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "huge": 1e20 * X[:, 2]})
+    frame["label"] = (X[:, 0] + X[:, 1] > 0).astype(int)
+    frame.to_csv(tmp_path / "huge.csv", index=False)
+    result = run(
+        "fit", tmp_path / "huge.csv", "-t", "label", "-o", tmp_path / "m.softreg", "-q", expect=3
+    )
+    advice = result.stderr.splitlines()[-1]
+    assert "To converge: raise --tol (1e-06 is finer than the arithmetic could certify" in advice
+    # alpha = 0 judges convergence by the gradient, and says so.
+    result = run(
+        "fit", tmp_path / "huge.csv", "-t", "label", "-o", tmp_path / "m0.softreg", "-q",
+        "--alpha", "0", "--max-iter", "2", expect=3,
+    )  # fmt: skip
+    assert "but a gradient entry is above --tol = 1e-06. To converge: raise --max-iter" in (
+        result.stderr
+    )
+
+
+@pytest.mark.parametrize("scale", [1e300, 1e154, 1e78])
+def test_features_that_overflow_the_fit_are_an_error_naming_the_column(tmp_path, scale):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((40, 2))
+    frame = pd.DataFrame({"x": X[:, 0], "big": scale * X[:, 1], "y": (X[:, 0] > 0).astype(int)})
+    frame.to_csv(tmp_path / "big.csv", index=False)
+    result = run("fit", tmp_path / "big.csv", "-t", "y", "-o", tmp_path / "m.softreg", expect=1)
+    assert re.fullmatch(
+        rf"Error: {re.escape(str(tmp_path / 'big.csv'))}: Feature column 1 \('big'\) holds "
+        r"values as large as \S+ in magnitude; the fit's float64 arithmetic overflows "
+        r"beyond 1\.16e\+77 \(its products multiply up to four such values\)\. Scale the data, "
+        r"e\.g\. with sklearn\.preprocessing\.StandardScaler\.\n",
+        result.stderr,
+    )
+    assert not (tmp_path / "m.softreg").exists()  # nothing written
+
+
+def test_help_shows_the_estimators_defaults_and_the_readers_formats():
+    """cli.py spells these out so that --help imports neither the estimator nor the readers."""
+    import inspect
+
+    from softreg._data_io import FORMATS
+    from softreg._estimator import SoftmaxRegression
+
+    signature = inspect.signature(SoftmaxRegression).parameters
+    assert {name: signature[name].default for name in cli._DEFAULTS} == cli._DEFAULTS
+    assert cli._FORMATS == FORMATS
+    shown = " ".join(run("fit", "--help").output.split())
+    assert "[default: 0.0001; x>=0]" in shown and "[default: 1000; x>=1]" in shown
+    assert "says what to change, and exits with code 3." in shown
 
 
 # ------------------------------------------------------------------------------------------

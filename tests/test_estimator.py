@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+import softreg
 from softreg import SeparableDataWarning, SoftmaxRegression
 from softreg._objective import SoftmaxLoss, objective_value
 
@@ -564,6 +565,17 @@ def test_separable_data_without_penalty_warns():
             SoftmaxRegression(alpha=0.0, max_iter=50).fit(X, y)
 
 
+def test_separable_check_on_a_dataframe_does_not_warn_about_feature_names():
+    """Regression: the check re-validated the fit's ndarray copy of a DataFrame's values, and
+    scikit-learn warned "X does not have valid feature names" on every alpha=0 fit of a
+    DataFrame (so on every `softreg fit --alpha 0` of a CSV file)."""
+    X, y = blobs(spread=0.5)
+    frame = pd.DataFrame(X, columns=[f"f{j}" for j in range(X.shape[1])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SoftmaxRegression(alpha=0.0, tol=1e-8).fit(frame, y)
+
+
 def test_overlapping_data_without_penalty_does_not_warn():
     X, y = blobs(spread=0.5)
     with warnings.catch_warnings():
@@ -812,3 +824,88 @@ def test_unfitted_model_raises(method):
     args = (X_SMALL, Y_SMALL) if method == "score" else (X_SMALL,)
     with pytest.raises(NotFittedError, match="This SoftmaxRegression instance is not fitted"):
         getattr(SoftmaxRegression(), method)(*args)
+
+
+# --------------------------------------------------------------------------------------------
+# Data whose scale would overflow the fit
+# --------------------------------------------------------------------------------------------
+
+
+def _scaled(dtype, scale, column=1, sparse=False):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((30, 3))
+    X[:, column] *= scale / np.abs(X[:, column]).max()  # so that max |x| = |scale|
+    y = (X[:, 0] > 0).astype(int)
+    X = X.astype(dtype)
+    return (sp.csr_matrix(X) if sparse else X), y
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize(
+    ("dtype", "limit", "scale"),
+    [
+        (np.float64, "1.16e+77", 1e78),
+        (np.float64, "1.16e+77", -1e300),
+        (np.float32, "4.29e+09", 1e10),
+    ],
+)
+def test_features_beyond_the_fourth_root_of_the_largest_float_are_refused(
+    dtype, limit, scale, sparse
+):
+    X, y = _scaled(dtype, scale, sparse=sparse)
+    name, largest = np.dtype(dtype).name, re.escape(f"{abs(scale):.3g}")
+    message = (
+        rf"^Feature column 1 holds values as large as {largest} in magnitude; the fit's {name} "
+        rf"arithmetic overflows beyond {re.escape(limit)} \(its products multiply up to four "
+        r"such values\)\. Scale the data, e\.g\. with sklearn\.preprocessing\.StandardScaler\.$"
+    )
+    with pytest.raises(ValueError, match=message):
+        SoftmaxRegression().fit(X, y)
+    with pytest.raises(ValueError, match=message):
+        softreg.LinearRegression().fit(X, y.astype(float))
+
+
+def test_scale_error_names_a_dataframe_column():
+    X, y = _scaled(np.float64, 2.5e100, column=2)
+    frame = pd.DataFrame(X, columns=["a", "b", "income"])
+    message = r"^Feature column 2 \('income'\) holds values as large as 2\.5e\+100 in magnitude"
+    with pytest.raises(ValueError, match=message):
+        SoftmaxRegression().fit(frame, y)
+
+
+def test_sample_weights_whose_sum_overflows_are_refused():
+    """Regression: weights summing past the largest float ended in a LinAlgError ("SVD did not
+    converge") from the intercept's starting point."""
+    X, y = _scaled(np.float64, 1.0)
+    message = (
+        r"^`sample_weight` must sum to a finite float64; got weights up to 1e\+308 summing to "
+        r"inf\. Only their ratios matter: divide them by a constant\.$"
+    )
+    with pytest.raises(ValueError, match=message):
+        SoftmaxRegression().fit(X, y, sample_weight=np.full(len(y), 1e308))
+    # float32 data weigh in float32: 30 weights of 1e38 sum past its largest number.
+    with pytest.raises(ValueError, match=r"^`sample_weight` must sum to a finite float32; "):
+        SoftmaxRegression().fit(X.astype(np.float32), y, sample_weight=np.full(len(y), 1e38))
+    assert SoftmaxRegression().fit(X, y, sample_weight=np.full(len(y), 1e300)).converged_
+
+
+def test_linear_regression_targets_that_overflow_are_refused():
+    X, y = _scaled(np.float64, 1.0)
+    with pytest.raises(ValueError, match=r"^`y` holds values as large as 1e\+200 in magnitude"):
+        softreg.LinearRegression().fit(X, np.where(y == 1, 1e200, 0.0))
+    with pytest.raises(ValueError, match=r"^Column 1 of `y` holds values as large as 1e\+200 "):
+        softreg.LinearRegression().fit(X, np.column_stack([y, 1e200 * y]).astype(float))
+
+
+@pytest.mark.parametrize(("dtype", "scale"), [(np.float64, 1e76), (np.float32, 4e9)])
+def test_features_just_within_range_fit_without_overflow(dtype, scale):
+    """Just below the limit every product stays finite: no RuntimeWarning (pytest turns
+    softreg's into errors), and a finite certificate, even though at this scale the fit
+    cannot certify the default tolerance and says so."""
+    X, y = _scaled(dtype, scale)
+    for solver in ("newton-cg", "lbfgs"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("error", RuntimeWarning)
+            model = SoftmaxRegression(solver=solver, max_iter=50).fit(X, y)
+        assert np.isfinite(model.optimality_gap_bound_) and np.isfinite(model.objective_)

@@ -88,16 +88,23 @@ def test_array_api_check():
     """The check scikit-learn skips in-process, in a fresh interpreter with SCIPY_ARRAY_API=1."""
     code = textwrap.dedent(
         """
+        import inspect
+        import unittest
         from sklearn.utils.estimator_checks import check_array_api_input
         from softreg import LinearRegression, SoftmaxRegression
 
-        for estimator in (SoftmaxRegression(), LinearRegression()):
-            check_array_api_input(
-                type(estimator).__name__,
-                estimator,
-                array_namespace="numpy",
-                expect_only_array_outputs=False,
-            )
+        # An option of scikit-learn releases after 1.6 (1.6 does not know it).
+        options = {"expect_only_array_outputs": False}
+        known = inspect.signature(check_array_api_input).parameters
+        options = {key: value for key, value in options.items() if key in known}
+        try:
+            for estimator in (SoftmaxRegression(), LinearRegression()):
+                check_array_api_input(
+                    type(estimator).__name__, estimator, array_namespace="numpy", **options
+                )
+        except unittest.SkipTest as reason:  # scikit-learn 1.6 without array-api-compat
+            print(reason)
+            raise SystemExit(77)
         """
     )
     result = subprocess.run(
@@ -108,6 +115,8 @@ def test_array_api_check():
         timeout=120,
         check=False,
     )
+    if result.returncode == 77:
+        pytest.skip(f"scikit-learn skips the check: {result.stdout.strip()}")
     assert result.returncode == 0, result.stderr
 
 

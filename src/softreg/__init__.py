@@ -1,49 +1,50 @@
 """softreg: softmax regression trained to a certified optimum.
 
-The public API is exactly what this module re-exports (see ``__all__``).
+The public API is exactly what this module re-exports (see ``__all__``). Each name is imported
+from its private module on first use (PEP 562), so that ``import softreg`` and the command
+line's ``--help`` do not pay for scikit-learn, SciPy and numba until something needs them.
 """
 
-from softreg._data_io import DataError, read_table
-from softreg._estimator import LinearRegression, SeparableDataWarning, SoftmaxRegression
-from softreg._files import open_dataset
-from softreg._gradcheck import check_gradient
-from softreg._information import cross_entropy, entropy, kl_divergence
-from softreg._kernels import (
-    log_sigmoid,
-    log_softmax,
-    logsumexp,
-    sigmoid,
-    sigmoid_derivative,
-    softmax,
-    softmax_jacobian,
-)
-from softreg._losses import cross_entropy_from_logits, cross_entropy_gradient
-from softreg._model_io import ModelFileError
-from softreg._model_io import load_model as load
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DataError",
-    "LinearRegression",
-    "ModelFileError",
-    "SeparableDataWarning",
-    "SoftmaxRegression",
-    "__version__",
-    "check_gradient",
-    "cross_entropy",
-    "cross_entropy_from_logits",
-    "cross_entropy_gradient",
-    "entropy",
-    "kl_divergence",
-    "load",
-    "log_sigmoid",
-    "log_softmax",
-    "logsumexp",
-    "open_dataset",
-    "read_table",
-    "sigmoid",
-    "sigmoid_derivative",
-    "softmax",
-    "softmax_jacobian",
-]
+# Public name -> "module" or "module:attribute" (when the module calls it something else).
+_EXPORTS = {
+    "DataError": "_data_io",
+    "LinearRegression": "_estimator",
+    "ModelFileError": "_model_io",
+    "SeparableDataWarning": "_estimator",
+    "SoftmaxRegression": "_estimator",
+    "check_gradient": "_gradcheck",
+    "cross_entropy": "_information",
+    "cross_entropy_from_logits": "_losses",
+    "cross_entropy_gradient": "_losses",
+    "entropy": "_information",
+    "kl_divergence": "_information",
+    "load": "_model_io:load_model",
+    "log_sigmoid": "_kernels",
+    "log_softmax": "_kernels",
+    "logsumexp": "_kernels",
+    "open_dataset": "_files",
+    "read_table": "_data_io",
+    "sigmoid": "_kernels",
+    "sigmoid_derivative": "_kernels",
+    "softmax": "_kernels",
+    "softmax_jacobian": "_kernels",
+}
+
+__all__ = sorted(["__version__", *_EXPORTS])
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'softreg' has no attribute {name!r}")
+    module, _, attribute = _EXPORTS[name].partition(":")
+    value = getattr(importlib.import_module(f"softreg.{module}"), attribute or name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -37,9 +37,12 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
+
+if TYPE_CHECKING:  # an annotation only: importing SciPy here would slow `softreg --help`
+    import scipy.sparse as sp
 
 __all__ = [
     "FORMATS",

@@ -23,11 +23,13 @@ from softreg import _datapath as datapath
 from softreg import _params as rules
 from softreg._checks import check_probability, check_sample_weight
 from softreg._kernels import log_softmax, softmax
-from softreg._objective import Objective, SoftmaxLoss, SquaredLoss
 from softreg._partial_fit import OnlineMixin
-from softreg._solvers import minimize
 from softreg._sources import ArrayDataset, Dataset
 from softreg._threads import blas_threads
+
+# The objective (numba's compiled kernels) and the solvers (scipy.optimize) are imported inside
+# the fits: a model loaded to predict or to be inspected never needs them
+# (tests/test_startup.py).
 
 __all__ = ["LinearRegression", "SeparableDataWarning", "SoftmaxRegression"]
 
@@ -65,11 +67,44 @@ _COMMON_PARAMS = {
 }
 
 
+# The largest feature magnitude a fit accepts, by training dtype. A fit multiplies up to four
+# feature-sized factors: a Hessian-vector product Xᵀ D X v along v ~ ∇R ~ x, and the
+# certificate ‖∇R‖²/(2α) squares the gradient. Beyond the fourth root of the largest number
+# these overflow (measured: Newton-CG's products overflow from 1e90 in float64 and 1e15 in
+# float32), and such fits end with an infinite or meaningless gap bound; below it every
+# product is finite, and a fit that cannot certify its optimum says so (it does not converge).
+_MAX_FEATURE_MAGNITUDE = {
+    name: float(np.finfo(name).max) ** 0.25 for name in ("float32", "float64")
+}
+
+
+def _check_scale(values, dtype, what):
+    """Raise ``ValueError`` naming the first column of ``values`` whose magnitude is too large.
+
+    ``what(j)`` names column ``j`` in the message.
+    """
+    if sp.issparse(values):
+        magnitude = abs(values).max(axis=0).toarray().ravel()
+    else:
+        values = values.reshape(values.shape[0], -1)
+        magnitude = np.maximum(values.max(axis=0, initial=0), -values.min(axis=0, initial=0))
+    limit = _MAX_FEATURE_MAGNITUDE[np.dtype(dtype).name]
+    too_large = np.flatnonzero(magnitude > limit)
+    if too_large.size:
+        j = int(too_large[0])
+        raise ValueError(
+            f"{what(j)} holds values as large as {float(magnitude[j]):.3g} in magnitude; the "
+            f"fit's {np.dtype(dtype).name} arithmetic overflows beyond {limit:.3g} (its "
+            "products multiply up to four such values). Scale the data, e.g. with "
+            "sklearn.preprocessing.StandardScaler."
+        )
+
+
 class _LinearModel(BaseEstimator):
     """Fitting machinery shared by both estimators."""
 
     def _validate_features(self, X, reset):
-        return validate_data(
+        X = validate_data(
             self,
             X,
             reset=reset,
@@ -77,6 +112,13 @@ class _LinearModel(BaseEstimator):
             dtype=[np.float64, np.float32],
             ensure_all_finite=True,
         )
+        if reset:  # fitting: refuse data whose scale would overflow the fit's arithmetic
+            _check_scale(X, X.dtype, self._feature_column)
+        return X
+
+    def _feature_column(self, j):
+        names = getattr(self, "feature_names_in_", None)
+        return f"Feature column {j}" + ("" if names is None else f" ({names[j]!r})")
 
     def _resolve_solver(self, n_params):
         if self.solver != "auto":
@@ -86,6 +128,9 @@ class _LinearModel(BaseEstimator):
     def _run(self, loss, source, n_samples, start):
         """Minimise the objective from ``start = (coef, intercept)`` (None: zeros); set the
         fitted attributes common to both estimators."""
+        from softreg._objective import Objective
+        from softreg._solvers import minimize
+
         objective = Objective(loss, source, alpha=self.alpha, fit_intercept=self.fit_intercept)
         theta0 = np.zeros(objective.n_params) if start is None else objective.pack(*start)
         dtype = np.dtype(source.dtype)
@@ -238,9 +283,20 @@ class _LinearModel(BaseEstimator):
 
 def _check_sample_weight(sample_weight, n_samples, dtype):
     weight = check_sample_weight(sample_weight, (n_samples,), dtype)
-    if sample_weight is not None and not weight.sum(dtype=np.float64) > 0:
+    if sample_weight is None:
+        return None
+    with np.errstate(over="ignore"):  # an infinite total is reported below
+        total = weight.sum(dtype=np.float64)
+    if not total > 0:
         raise ValueError("`sample_weight` must have a positive sum; got all zeros.")
-    return None if sample_weight is None else weight
+    if total > np.finfo(dtype).max:
+        # The weighted sums would overflow; the fit depends only on the weights' ratios.
+        raise ValueError(
+            f"`sample_weight` must sum to a finite {np.dtype(dtype).name}; got weights up to "
+            f"{float(weight.max()):.3g} summing to {total:.3g}. Only their ratios matter: "
+            "divide them by a constant."
+        )
+    return weight
 
 
 class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
@@ -501,6 +557,8 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
             )
         n_classes, n_features = len(classes), dataset.n_features
         self.classes_ = classes
+        from softreg._objective import SoftmaxLoss
+
         loss = SoftmaxLoss(n_classes, float(self.label_smoothing))
         start = self._warm_start((n_classes, n_features), scaling)
         if start is None and self.fit_intercept:
@@ -672,6 +730,8 @@ class LinearRegression(RegressorMixin, _LinearModel):
             )
         if not np.all(np.isfinite(y_arr)):
             raise ValueError("`y` must hold finite numbers (no NaN or inf).")
+        targets = y_arr.reshape(X.shape[0], -1).astype(np.float64)
+        _check_scale(targets, X.dtype, lambda j: "`y`" if y_arr.ndim == 1 else f"Column {j} of `y`")
         weight = _check_sample_weight(sample_weight, X.shape[0], X.dtype)
         return self._fit_dataset(ArrayDataset(X, y_arr, weight))
 
@@ -683,6 +743,8 @@ class LinearRegression(RegressorMixin, _LinearModel):
         scaling = self._scaling(dataset, summary)
         source = dataset.source(scale=scaling)
         start = self._warm_start((n_outputs, n_features), scaling)
+        from softreg._objective import SquaredLoss
+
         self._run(SquaredLoss(n_outputs), source, summary.n_samples, start)
         self._fold_scaling(scaling)
         if self._single_output:

@@ -9,6 +9,7 @@ Inputs are validated, never renormalised (unlike ``scipy.stats.entropy``): see
 ``softreg._checks.check_probability`` for the tolerance on the sums.
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -31,7 +32,7 @@ def _pair(p, q, axis):
 
 def _unit(base):
     """Size in nats of one unit of information in `base`: ln(base), and 1 for None (nats)."""
-    if base is None:
+    if base is None or base == math.e:  # exactly: NumPy 1.x's log(e) is 1 - 2⁻⁵³
         return 1.0
     if (
         isinstance(base, bool)
@@ -148,7 +149,8 @@ def cross_entropy(p, q, *, base=None, axis=-1):
     axis = check_axis(axis, p.ndim, "p")
     # xlogy(p, q) = p log q, and 0 where p = 0 even if q = 0: a class p never draws costs
     # nothing. (0 - s rather than -s, so that a zero cross-entropy is +0.0, not -0.0.)
-    return _in_units(0 - np.sum(special.xlogy(p, q), axis=axis), unit)
+    # (A zero of p's dtype: NumPy 1.x promotes a Python 0 minus a float32 scalar to float64.)
+    return _in_units(np.subtract(p.dtype.type(0), np.sum(special.xlogy(p, q), axis=axis)), unit)
 
 
 def kl_divergence(p, q, *, base=None, axis=-1):
@@ -203,4 +205,6 @@ def kl_divergence(p, q, *, base=None, axis=-1):
     axis = check_axis(axis, p.ndim, "p")
     # rel_entr(p, q) = p log(p / q): 0 where p = 0, +inf where p > 0 = q. Summed directly, not
     # as H(p, q) - H(p), which loses every digit to cancellation when q ≈ p.
+    # (SciPy before 1.15 rounded p / q first: an ulp-sized absolute error in log(p / q), and
+    # inf for subnormal q; hence the minimum version in pyproject.toml.)
     return _in_units(np.sum(special.rel_entr(p, q), axis=axis), unit)

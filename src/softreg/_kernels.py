@@ -75,7 +75,9 @@ def _sigmoid(logits):
     """sigmoid for a validated float array."""
     # e^-|x| <= 1 cannot overflow: σ(x) = 1 / (1 + e^-x) for x >= 0, e^x / (1 + e^x) for x < 0.
     decay = np.exp(-np.abs(logits))
-    return np.where(logits >= 0, 1, decay) / (1 + decay)
+    # A 1 of the logits' dtype: NumPy 1.x promotes a Python 1 and a float32 scalar to float64.
+    one = logits.dtype.type(1)
+    return np.where(logits >= 0, one, decay) / (one + decay)
 
 
 def logsumexp(logits, axis=-1, *, keepdims=False):
@@ -290,7 +292,7 @@ def log_sigmoid(logits):
     # logaddexp(0, -x) = log(e^0 + e^-x) without forming e^-x, which overflows for x < -709.
     # (It flags NaN input as invalid; NaN in, NaN out is the documented behaviour.)
     with np.errstate(invalid="ignore"):
-        return -np.logaddexp(0, -logits)
+        return -np.logaddexp(logits.dtype.type(0), -logits)  # (a typed 0: see _sigmoid)
 
 
 def sigmoid_derivative(logits):

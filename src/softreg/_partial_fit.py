@@ -23,7 +23,6 @@ from softreg import _datapath as datapath
 from softreg import _online
 from softreg import _params as rules
 from softreg._checks import check_probability, check_sample_weight
-from softreg._objective import Objective, SoftmaxLoss
 from softreg._sources import ArraySource, Dataset, Source
 
 __all__ = ["BATCH_ROWS", "METHOD", "OnlineMixin"]
@@ -256,6 +255,8 @@ class OnlineMixin:
 
     def _online_pass(self, batches, fitted):
         """Steps over every mini-batch; the new attributes are set only once all succeeded."""
+        from softreg._objective import Objective, SoftmaxLoss  # numba: only when training
+
         n_classes = len(self.classes_)
         loss = SoftmaxLoss(n_classes, float(self.label_smoothing))
         rate = _online.LEARNING_RATE if self.learning_rate is None else self.learning_rate

@@ -6,7 +6,9 @@ estimator and :mod:`softreg._metrics`, and writes with :func:`softreg._model_io.
 :func:`softreg._data_io.write_table` or :mod:`softreg._report`.
 
 Exit codes: 0 success; 1 bad data or model file (one line ``Error: FILE: ...`` on standard
-error, naming the column and row where known); 2 usage errors (click's own messages). No
+error, naming the column and row where known); 2 usage errors (click's own messages); 3 a fit
+that did not converge (:data:`EXIT_NOT_CONVERGED`: the model file is written, and a line
+``Not converged: ...`` on standard error says what to change). No
 traceback for user errors unless ``--debug`` is given. Warnings (e.g. not converging) are
 printed as ``Warning: ...`` lines on standard error. Results go to standard output; progress
 and summaries go to standard error, so pipes carry only the result.
@@ -15,49 +17,47 @@ and summaries go to standard error, so pipes carry only the result.
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import os
 import sys
 import warnings
 
 import click
-import numpy as np
 
 from softreg import __version__
-from softreg._data_io import (
-    FORMATS,
-    DataError,
-    MissingDependencyError,
-    column_names,
-    format_csv,
-    guess_format,
-    import_optional,
-    read_table,
-    write_table,
-)
-from softreg._estimator import SoftmaxRegression
-from softreg._metrics import classification_metrics, encode_labels, surprisal_bits
-from softreg._model_io import ModelFileError, atomic_write, read_model_file, save_model
-from softreg._report import format_metrics, format_model, json_ready, render_html
 
-__all__ = ["main"]
+__all__ = ["EXIT_NOT_CONVERGED", "main"]
 
-# The estimator's own defaults, shown in --help; one source of truth.
-_DEFAULTS = {
-    name: parameter.default
-    for name, parameter in inspect.signature(SoftmaxRegression).parameters.items()
-}
+#: Exit code of ``softreg fit`` when the fit stopped before certifying its optimum.
+EXIT_NOT_CONVERGED = 3
+
+# Each command imports what it needs (NumPy, the readers, the estimator and with it
+# scikit-learn, SciPy and numba) when it runs, so that `softreg --help` imports click and
+# nothing heavy (tests/test_startup.py; timings in BENCHMARKS.md). The data formats and the
+# estimator's defaults that --help shows are therefore written out here; tests/test_cli.py
+# checks them against their sources.
+_FORMATS = ("csv", "parquet", "svmlight", "npz")
+_DEFAULTS = {"alpha": 1e-4, "solver": "auto", "tol": None, "max_iter": 1000}
 _SOLVERS = ("auto", "gd", "lbfgs", "newton-cg")
 _KIND = {"csv": "CSV", "parquet": "Parquet"}
 _DATA_PATH = click.Path(exists=True, dir_okay=False)
 _MODEL_PATH = click.Path(exists=True, dir_okay=False)
-# What a command turns into "Error: ..." and exit code 1; anything else is a bug and keeps
-# its traceback.
-_USER_ERRORS = (DataError, ModelFileError, MissingDependencyError, OSError)
+
+
+def _user_errors():
+    """The exceptions a command reports as ``Error: ...`` with exit code 1.
+
+    Anything else is a bug and keeps its traceback.
+    """
+    from softreg._data_io import DataError, MissingDependencyError
+    from softreg._model_io import ModelFileError
+
+    return (DataError, ModelFileError, MissingDependencyError, OSError)
 
 
 def _error_message(exc):
+    from softreg._data_io import MissingDependencyError
+
     if isinstance(exc, OSError) and not isinstance(exc, MissingDependencyError) and exc.filename:
         return f"{exc.filename}: {exc.strerror or exc}"
     return str(exc)
@@ -81,7 +81,7 @@ def _command(func):
             warnings.showwarning = _show_warning
             try:
                 return func(*args, **kwargs)
-            except _USER_ERRORS as exc:
+            except _user_errors() as exc:
                 if debug:
                     raise
                 raise click.ClickException(_error_message(exc)) from None
@@ -95,6 +95,8 @@ def _names(values):
 
 
 def _data_format(path, given):
+    from softreg._data_io import DataError, guess_format
+
     if given is not None:
         return given
     try:
@@ -109,6 +111,10 @@ def _stderr_is_tty():
 
 def _as_model_input(X, feature_names):
     """A DataFrame when the features have names, so the estimator matches them by name."""
+    import numpy as np
+
+    from softreg._data_io import import_optional
+
     if feature_names is None or not isinstance(X, np.ndarray):
         return X
     pandas = import_optional("pandas", "io", "named features")
@@ -130,6 +136,8 @@ def main():
 
 
 def _parse_class_weight(text, y):
+    import numpy as np
+
     if text is None or text == "balanced":
         return text
     labels = np.unique(y)
@@ -244,7 +252,7 @@ class _Progress:
 @click.option(
     "--ignore", metavar="COLUMNS", multiple=True, help="Columns that are not features (e.g. ids)."
 )
-@click.option("--format", "data_format", type=click.Choice(FORMATS), help="Data file format.")
+@click.option("--format", "data_format", type=click.Choice(_FORMATS), help="Data file format.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings.")
 @click.option("-v", "--verbose", is_flag=True, help="Print every iteration, even in a pipe.")
 @_command
@@ -269,8 +277,14 @@ def fit(
     """Train a softmax regression on DATA and write it to a model file.
 
     Shows iteration, objective and certified gap bound while training when standard error
-    is a terminal (or with --verbose); a pipe gets nothing but errors and warnings.
+    is a terminal (or with --verbose); a pipe gets nothing but errors and warnings. A fit
+    that stops before converging still writes the model, says what to change, and exits
+    with code 3.
     """
+    from softreg._data_io import DataError, read_table
+    from softreg._estimator import SoftmaxRegression
+    from softreg._model_io import save_model
+
     if quiet and verbose:
         raise click.UsageError("--quiet and --verbose exclude each other.")
     data_format = _data_format(data, data_format)
@@ -321,6 +335,29 @@ def fit(
     save_model(estimator, output, metadata=metadata)
     if not quiet:
         click.echo(_fit_summary(estimator, output), err=True)
+    if not estimator.converged_:
+        click.echo(f"Not converged: {_not_converged_advice(estimator, output)}", err=True)
+        click.get_current_context().exit(EXIT_NOT_CONVERGED)
+
+
+def _not_converged_advice(estimator, output):
+    """Why a fit stopped uncertified, and the options that would change that."""
+    if estimator.alpha > 0:
+        short = (
+            f"its certified gap bound {estimator.optimality_gap_bound_:.3g} is above --tol × "
+            f"objective = {estimator.tol_ * abs(estimator.objective_):.3g}"
+        )
+    else:
+        short = f"a gradient entry is above --tol = {estimator.tol_:g}"
+    if estimator.n_iter_ >= estimator.max_iter:
+        change = f"raise --max-iter (this fit used all {estimator.max_iter} iterations)"
+    else:
+        change = f"raise --tol ({estimator.tol_:g} is finer than the arithmetic could certify here)"
+    return (
+        f"{output} was written, but {short}. To converge: {change}, standardise the "
+        f"features (mean 0, variance 1), or try another --solver. Exit code "
+        f"{EXIT_NOT_CONVERGED}."
+    )
 
 
 def _fit_summary(estimator, output):
@@ -338,6 +375,8 @@ def _fit_summary(estimator, output):
 
 def _read_for_model(loaded, data, data_format, ignore, target=None, sample_weight=None):
     """Read DATA for a loaded model: features matched by name, the training target ignored."""
+    from softreg._data_io import DataError, column_names, read_table
+
     header = loaded.header
     names = header["feature_names"]
     data_format = _data_format(data, data_format)
@@ -387,6 +426,8 @@ def _model_input(loaded, table):
 
 
 def _classifier(loaded, model, command):
+    from softreg._model_io import ModelFileError
+
     if loaded.header["estimator"] != "SoftmaxRegression":
         raise ModelFileError(
             model,
@@ -408,7 +449,7 @@ def _classifier(loaded, model, command):
 @click.option("--proba", is_flag=True, help="Add a column proba_LABEL per class.")
 @click.option("--log-proba", is_flag=True, help="Add a column log_proba_LABEL per class.")
 @click.option("--ignore", metavar="COLUMNS", multiple=True, help="Columns that are not features.")
-@click.option("--format", "data_format", type=click.Choice(FORMATS), help="Data file format.")
+@click.option("--format", "data_format", type=click.Choice(_FORMATS), help="Data file format.")
 @_command
 def predict(model, data, output, proba, log_proba, ignore, data_format):
     """Predict labels (and optionally class probabilities) for the rows of DATA.
@@ -418,6 +459,11 @@ def predict(model, data, output, proba, log_proba, ignore, data_format):
     was not trained on is an error (leave it out with --ignore), except the training target
     and sample-weight columns, which are skipped.
     """
+    import numpy as np
+
+    from softreg._data_io import DataError, format_csv, guess_format, write_table
+    from softreg._model_io import read_model_file
+
     if output is not None:
         try:
             output_format = guess_format(output)
@@ -450,6 +496,8 @@ def predict(model, data, output, proba, log_proba, ignore, data_format):
 
 def _labelled_table(loaded, data, target, sample_weight, ignore, data_format):
     """Read labelled DATA for a loaded model; the target defaults to the training one."""
+    from softreg._data_io import DataError
+
     data_format = _data_format(data, data_format)
     if data_format in ("csv", "parquet"):
         target = target or loaded.header["metadata"].get("target_column")
@@ -464,6 +512,10 @@ def _labelled_table(loaded, data, target, sample_weight, ignore, data_format):
 
 
 def _evaluation(model, data, target, sample_weight, ignore, data_format, command):
+    from softreg._data_io import DataError
+    from softreg._metrics import classification_metrics
+    from softreg._model_io import read_model_file
+
     loaded = read_model_file(model)
     estimator = _classifier(loaded, model, command)
     table = _labelled_table(loaded, data, target, sample_weight, ignore, data_format)
@@ -495,7 +547,7 @@ _WEIGHT_OPTION = click.option(
 @_WEIGHT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--ignore", metavar="COLUMNS", multiple=True, help="Columns that are not features.")
-@click.option("--format", "data_format", type=click.Choice(FORMATS), help="Data file format.")
+@click.option("--format", "data_format", type=click.Choice(_FORMATS), help="Data file format.")
 @_command
 def evaluate(model, data, target, sample_weight, as_json, ignore, data_format):
     """Evaluate MODEL on labelled DATA.
@@ -505,6 +557,8 @@ def evaluate(model, data, target, sample_weight, as_json, ignore, data_format):
     the confusion matrix and the ten likeliest mislabelled rows (highest surprisal). JSON
     writes non-finite numbers as the strings "inf" and "nan".
     """
+    from softreg._report import format_metrics, json_ready
+
     _, _, _, metrics = _evaluation(
         model, data, target, sample_weight, ignore, data_format, "evaluate"
     )
@@ -527,7 +581,7 @@ def evaluate(model, data, target, sample_weight, as_json, ignore, data_format):
     help="The HTML file to write, e.g. report.html.",
 )
 @click.option("--ignore", metavar="COLUMNS", multiple=True, help="Columns that are not features.")
-@click.option("--format", "data_format", type=click.Choice(FORMATS), help="Data file format.")
+@click.option("--format", "data_format", type=click.Choice(_FORMATS), help="Data file format.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the name of the written file.")
 @_command
 def report(model, data, target, sample_weight, output, ignore, data_format, quiet):
@@ -537,6 +591,10 @@ def report(model, data, target, sample_weight, output, ignore, data_format, quie
     diagram, confusion matrix, surprisal distribution with the likeliest mislabelled rows, and
     the tables of `softreg evaluate`.
     """
+    from softreg._metrics import encode_labels, surprisal_bits
+    from softreg._model_io import atomic_write
+    from softreg._report import render_html
+
     loaded, table, log_proba, metrics = _evaluation(
         model, data, target, sample_weight, ignore, data_format, "report"
     )
@@ -589,7 +647,7 @@ def _take_rows(X, order):
 @_TARGET_OPTION
 @_WEIGHT_OPTION
 @click.option("--ignore", metavar="COLUMNS", multiple=True, help="Columns that are not features.")
-@click.option("--format", "data_format", type=click.Choice(FORMATS), help="Data file format.")
+@click.option("--format", "data_format", type=click.Choice(_FORMATS), help="Data file format.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings.")
 @_command
 def update(model, data, output, passes, seed, target, sample_weight, ignore, data_format, quiet):
@@ -602,6 +660,11 @@ def update(model, data, output, passes, seed, target, sample_weight, ignore, dat
     "online-adam") and, in metadata.updates, one [data file, rows, passes] entry per update.
     Nothing is written if DATA does not fit the model.
     """
+    import numpy as np
+
+    from softreg._data_io import DataError
+    from softreg._model_io import read_model_file, save_model
+
     loaded = read_model_file(model)
     estimator = _classifier(loaded, model, "update")
     table = _labelled_table(loaded, data, target, sample_weight, ignore, data_format)
@@ -639,6 +702,9 @@ def inspect_model(model, as_json):
 
     The file is fully checked (format version, checksums, shapes) before anything is shown.
     """
+    from softreg._model_io import read_model_file
+    from softreg._report import format_model
+
     header = read_model_file(model).header
     if as_json:
         click.echo(json.dumps(header, indent=2, ensure_ascii=False))
