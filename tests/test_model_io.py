@@ -352,7 +352,7 @@ def test_object_array_under_a_harmless_dtype_is_refused(model_path, tmp_path):
         np.array([CreatesFileWhenUnpickled(marker)] * 3, dtype=object), allow_pickle=True
     )
     rewrite(model_path, content)
-    with pytest.raises(ModelFileError, match=r"has an unreadable array 'classes_' \(Object arrays"):
+    with pytest.raises(ModelFileError, match=r"array 'classes_' cannot be read without pickle"):
         load_model(model_path)
     assert not marker.exists()
 
@@ -502,7 +502,6 @@ def test_invalid_array_name_is_refused(model_path):
     content = members(model_path)
     header = json.loads(content["header.json"])
     header["arrays"]["../../etc/passwd"] = header["arrays"]["coef_"]
-    content["../../etc/passwd.npy"] = content["coef_.npy"]
     rewrite(model_path, content, header=header)
     with pytest.raises(ModelFileError, match=r"lists an array with the invalid name"):
         load_model(model_path)

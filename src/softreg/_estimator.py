@@ -23,6 +23,7 @@ from softreg import _datapath as datapath
 from softreg import _params as rules
 from softreg._checks import check_probability, check_sample_weight
 from softreg._kernels import log_softmax, softmax
+from softreg._model_io import register_estimator, save_model
 from softreg._partial_fit import OnlineMixin
 from softreg._sources import ArrayDataset, Dataset
 from softreg._threads import blas_threads
@@ -276,8 +277,6 @@ class _LinearModel(BaseEstimator):
 
     def save(self, path):
         """Write the fitted model to ``path`` in softreg's pickle-free model format."""
-        from softreg._model_io import save_model
-
         save_model(self, path)
 
 
@@ -299,6 +298,7 @@ def _check_sample_weight(sample_weight, n_samples, dtype):
     return weight
 
 
+@register_estimator
 class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
     r"""Softmax (multinomial logistic) regression trained to a certified optimum.
 
@@ -639,6 +639,7 @@ def _check_rows(summary):
         raise ValueError("`sample_weight` must have a positive sum; got all zeros.")
 
 
+@register_estimator
 class LinearRegression(RegressorMixin, _LinearModel):
     r"""Squared-loss linear regression (ridge when ``alpha > 0``), the notes' starting point.
 

@@ -24,11 +24,14 @@ import re
 import stat
 import tempfile
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from softreg import _archive
+from softreg._archive import ARCHIVE_ERRORS, UnreadableFile, ZipArrays, npy_from_bytes
+from softreg._params import validate_params
 
 __all__ = [
     "ESTIMATORS",
@@ -39,19 +42,26 @@ __all__ = [
     "atomic_write",
     "load_model",
     "read_model_file",
+    "register_estimator",
     "save_model",
 ]
 
 FORMAT_NAME = "softreg-model"
 #: Version of the file layout. Readers refuse files with a larger version.
 FORMAT_VERSION = 1
-#: The estimator classes a model file may name; any other name is refused, and these are
-#: looked up in a fixed table, never imported by a name read from a file.
-ESTIMATORS = ("SoftmaxRegression", "LinearRegression")
+#: The estimator classes a model file may name, by name: filled by :func:`register_estimator`
+#: as softreg's estimator module defines them. Any other name is refused; a name read from a
+#: file is only looked up here, never imported.
+ESTIMATORS: dict[str, type] = {}
 
 _HEADER_MEMBER = "header.json"
-# A header is a few kilobytes (feature names dominate); refuse absurd sizes before reading.
-_MAX_HEADER_BYTES = 64 << 20
+# A header is a few kilobytes plus the feature names, so its size is bounded before it is
+# parsed (JSON takes up to ~60 times its size as Python objects): 1 MiB, plus 64 bytes per
+# byte of coef_ (at least 256 bytes per feature name).
+_HEADER_BASE_BYTES = 1 << 20
+_HEADER_BYTES_PER_COEF_BYTE = 64
+# Nesting deeper than this is no model header (metadata is a flat mapping of plain values).
+_MAX_HEADER_DEPTH = 32
 # An .npy header is at most a few hundred bytes; allow generous slack over the data size.
 _NPY_HEADER_SLACK = 1 << 16
 # Zip entries carry a fixed date so that saving the same model twice gives identical bytes.
@@ -70,6 +80,26 @@ _TRAINING_ATTRIBUTES = {
     "n_samples_seen": "n_samples_seen_",
 }
 _NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def register_estimator(estimator_class):
+    """Let model files name ``estimator_class``: a class decorator for softreg's estimators.
+
+    The model format looks classes up here, so it never imports the estimator module (which
+    imports this one to save).
+
+    Parameters
+    ----------
+    estimator_class : type
+        A scikit-learn style estimator with a ``_parameter_table`` of hyper-parameter rules.
+
+    Returns
+    -------
+    type
+        ``estimator_class``, unchanged.
+    """
+    ESTIMATORS[estimator_class.__name__] = estimator_class
+    return estimator_class
 
 
 class ModelFileError(ValueError):
@@ -212,7 +242,7 @@ def _model_header_and_arrays(estimator, metadata):
     from softreg import __version__
 
     name = type(estimator).__name__
-    if name not in ESTIMATORS:
+    if ESTIMATORS.get(name) is not type(estimator):
         raise ValueError(f"`estimator` must be one of {', '.join(ESTIMATORS)}; got {name}.")
     if not hasattr(estimator, "coef_"):
         raise ValueError(f"`estimator` must be fitted before saving; this {name} has no `coef_`.")
@@ -366,16 +396,19 @@ def read_model_file(path):
     path = os.fspath(path)
     with open(path, "rb") as handle:
         start = handle.read(8)
-    if not start.startswith(b"PK"):
-        raise ModelFileError(path, _foreign_file_message(start))
-    try:
-        with zipfile.ZipFile(path) as archive:
-            header = _read_header(path, archive)
-            arrays = _read_arrays(path, archive, header)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError) as exc:
-        raise ModelFileError(
-            path, f"is truncated or corrupted (not a readable zip archive: {exc})."
-        ) from exc
+        if not start.startswith(b"PK"):
+            raise ModelFileError(path, _foreign_file_message(start))
+        handle.seek(0)
+        try:
+            with ZipArrays(handle) as archive:
+                header = _read_header(path, archive)
+                arrays = _read_arrays(path, archive, header)
+        except UnreadableFile as exc:
+            raise ModelFileError(path, f"{exc}.") from exc
+        except ARCHIVE_ERRORS as exc:
+            raise ModelFileError(
+                path, f"is truncated or corrupted (not a readable zip archive: {exc})."
+            ) from exc
     _check_consistency(path, header, arrays)
     return ModelFile(_build_estimator(path, header, arrays), header)
 
@@ -395,17 +428,30 @@ def _foreign_file_message(start):
 
 
 def _read_header(path, archive):
-    names = archive.namelist()
+    names = archive.names
     if _HEADER_MEMBER not in names:
         raise ModelFileError(
             path, "is a zip archive but not a softreg model file (it has no header.json)."
         )
-    if archive.getinfo(_HEADER_MEMBER).file_size > _MAX_HEADER_BYTES:
-        raise ModelFileError(path, "has a header.json too large to be a softreg model header.")
+    coef_bytes = archive.member_size("coef_.npy") if "coef_.npy" in names else 0
+    limit = _HEADER_BASE_BYTES + _HEADER_BYTES_PER_COEF_BYTE * coef_bytes
+    size = archive.member_size(_HEADER_MEMBER)
+    if size > limit:
+        raise ModelFileError(
+            path,
+            f"has a header.json of {size} bytes, too large for a model whose coef_ takes "
+            f"{coef_bytes} bytes (at most {limit}).",
+        )
     try:
-        header = json.loads(archive.read(_HEADER_MEMBER).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        header = json.loads(archive.read_bytes(_HEADER_MEMBER).decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        # ValueError: not UTF-8, not JSON, or an integer of more than 4300 digits;
+        # RecursionError: arrays or objects nested too deep for the parser.
         raise ModelFileError(path, f"has a corrupted header.json ({exc}).") from exc
+    if _nesting_depth(header) > _MAX_HEADER_DEPTH:
+        raise ModelFileError(
+            path, f"has a header.json nested deeper than {_MAX_HEADER_DEPTH} levels."
+        )
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         found = header.get("format") if isinstance(header, dict) else None
         raise ModelFileError(
@@ -435,6 +481,31 @@ def _read_header(path, archive):
     return header
 
 
+def _nesting_depth(value):
+    """How deeply JSON lists and objects nest in ``value``, counted without recursion."""
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        level = [
+            child
+            for item in level
+            if isinstance(item, (dict, list))
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+    return depth
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_real(value):
+    """A finite number, or a non-finite one as save_model writes it ("inf", "-inf", "nan")."""
+    if isinstance(value, str):
+        return value in _NON_FINITE
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 _HEADER_FIELDS = {
     "softreg_version": str,
     "estimator": str,
@@ -446,6 +517,16 @@ _HEADER_FIELDS = {
     "metadata": dict,
     "arrays": dict,
 }
+# The training summary `softreg inspect` shows, by header key: a rule and what it expects.
+_TRAINING_FIELDS = {
+    "n_iter": (_is_count, "a non-negative integer"),
+    "objective": (_is_real, "a number"),
+    "optimality_gap_bound": (_is_real, "a number"),
+    "converged": (lambda value: isinstance(value, bool), "true or false"),
+    "solver": (lambda value: isinstance(value, str), "a string"),
+}
+# Metadata that the command line reads back: the training data's column names.
+_METADATA_COLUMNS = ("target_column", "sample_weight_column")
 
 
 def _check_header_fields(path, header):
@@ -462,6 +543,22 @@ def _check_header_fields(path, header):
             f"names the estimator {header['estimator']!r}; softreg loads only "
             f"{', '.join(ESTIMATORS)}.",
         )
+    if not _is_count(header["n_features"]):
+        raise ModelFileError(
+            path, f"has n_features {header['n_features']!r}; expected a non-negative integer."
+        )
+    for key, (rule, words) in _TRAINING_FIELDS.items():
+        value = header["training"].get(key)
+        if not rule(value):
+            raise ModelFileError(
+                path, f"has a training field {key!r} of {value!r}; expected {words}."
+            )
+    for key in _METADATA_COLUMNS:
+        value = header["metadata"].get(key)
+        if not (value is None or isinstance(value, str)):
+            raise ModelFileError(
+                path, f"has a metadata field {key!r} of {value!r}; expected a column name."
+            )
     for name, info in header["arrays"].items():
         if not _ARRAY_NAME.match(name):
             raise ModelFileError(path, f"lists an array with the invalid name {name!r}.")
@@ -469,7 +566,7 @@ def _check_header_fields(path, header):
             isinstance(info, dict)
             and isinstance(info.get("dtype"), str)
             and isinstance(info.get("shape"), list)
-            and all(isinstance(n, int) and n >= 0 for n in info["shape"])
+            and all(_is_count(n) for n in info["shape"])
             and isinstance(info.get("sha256"), str)
         ):
             raise ModelFileError(path, f"has an invalid header entry for array {name!r}.")
@@ -483,7 +580,8 @@ def _read_arrays(path, archive, header):
     for name, info in header["arrays"].items():
         try:
             dtype = np.dtype(info["dtype"])
-        except TypeError as exc:
+        except (TypeError, ValueError, OverflowError, SyntaxError) as exc:
+            # numpy parses dtype strings, and absurd ones ("(1000000000000,)f8") overflow.
             raise ModelFileError(
                 path, f"lists array {name!r} with invalid dtype {info['dtype']!r}."
             ) from exc
@@ -495,20 +593,19 @@ def _read_arrays(path, archive, header):
                 "never loads).",
             )
         member = f"{name}.npy"
-        expected_size = dtype.itemsize * math.prod(info["shape"]) + _NPY_HEADER_SLACK
-        if archive.getinfo(member).file_size > expected_size:
+        n_items = math.prod(info["shape"])
+        # Before anything is read: the declared size must fit the bound (max: U0 has size 0).
+        _archive.check_decoded_size(n_items * max(dtype.itemsize, 1), f"array {name!r}")
+        if archive.member_size(member) > dtype.itemsize * n_items + _NPY_HEADER_SLACK:
             raise ModelFileError(path, f"has a member {member!r} larger than its header says.")
-        data = archive.read(member)
+        data = archive.read_bytes(member)
         if hashlib.sha256(data).hexdigest() != info["sha256"]:
             raise ModelFileError(
                 path,
                 f"fails the SHA-256 check of array {name!r}: the file was corrupted or "
                 "modified after it was written.",
             )
-        try:
-            array = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise ModelFileError(path, f"has an unreadable array {name!r} ({exc}).") from exc
+        array = npy_from_bytes(data, f"array {name!r}")
         if array.dtype != dtype or list(array.shape) != info["shape"]:
             raise ModelFileError(
                 path,
@@ -550,24 +647,27 @@ def _check_consistency(path, header, arrays):
 
 
 def _decode(value):
+    """A JSON value from the header as save_model's ``_json_value`` encoded it."""
     if isinstance(value, str) and value in _NON_FINITE:
         return _NON_FINITE[value]
     if isinstance(value, dict) and set(value) == {"mapping"}:
-        return {_decode(k): _decode(v) for k, v in value["mapping"]}
+        pairs = value["mapping"]
+        if not (
+            isinstance(pairs, list)
+            and all(isinstance(pair, list) and len(pair) == 2 for pair in pairs)
+            and all(isinstance(key, (str, int, float, bool, type(None))) for key, _ in pairs)
+        ):
+            raise ValueError(f"a mapping must be a list of [label, value] pairs; got {pairs!r}")
+        return {_decode(key): _decode(item) for key, item in pairs}
     if isinstance(value, list):
         return [_decode(item) for item in value]
     return value
 
 
 def _build_estimator(path, header, arrays):
-    from softreg._estimator import LinearRegression, SoftmaxRegression
-
     name = header["estimator"]
-    # A fixed table: the class comes from softreg itself, never from a name in the file.
-    estimator_class = {
-        "SoftmaxRegression": SoftmaxRegression,
-        "LinearRegression": LinearRegression,
-    }[name]
+    # The class comes from softreg's own registry, never from a name in the file.
+    estimator_class = ESTIMATORS[name]
     known = set(estimator_class().get_params(deep=False))
     unknown = sorted(set(header["params"]) - known)
     if unknown:
@@ -575,7 +675,11 @@ def _build_estimator(path, header, arrays):
             path,
             f"has hyper-parameters this softreg's {name} does not know: {', '.join(unknown)}.",
         )
-    estimator = estimator_class(**{key: _decode(v) for key, v in header["params"].items()})
+    try:
+        estimator = estimator_class(**{key: _decode(v) for key, v in header["params"].items()})
+        validate_params(estimator, estimator_class._parameter_table)
+    except ValueError as exc:
+        raise ModelFileError(path, f"has an invalid hyper-parameter: {exc}") from exc
     estimator.coef_ = arrays["coef_"]
     # LinearRegression with one output keeps a scalar intercept and a 1-D coef_.
     estimator.intercept_ = arrays["intercept_"][()]
