@@ -576,7 +576,8 @@ def test_column_names(iris_csv, tmp_path):
     assert column_names(tmp_path / "unnamed.npz") is None
     with open(tmp_path / "single.npz", "wb") as handle:
         np.save(handle, np.eye(2))
-    assert column_names(tmp_path / "single.npz") is None
+    with pytest.raises(DataError, match=r"single\.npz: holds a single \.npy array"):
+        column_names(tmp_path / "single.npz")
     (tmp_path / "garbage.npz").write_bytes(b"garbage")
     with pytest.raises(DataError, match=r"garbage\.npz: cannot read as a NumPy \.npz file"):
         column_names(tmp_path / "garbage.npz")

@@ -9,7 +9,7 @@ The functions here check each declared size against the file's other declaration
 bound, so reading one file never takes more memory than the bound fixed before reading
 (plus the bytes of the archive's own directory, which the file on disk holds).
 
-Every problem raises :class:`UnreadableFile`, whose message does not name the file: each
+Every problem raises :class:`UnreadableFileError`, whose message does not name the file: each
 reader adds the file name and re-raises its documented error (``DataError`` for data files,
 ``ModelFileError`` for model files). :data:`ARCHIVE_ERRORS` and :data:`DECOMPRESSION_ERRORS`
 list what the standard library raises on damaged archives and streams, for the readers to
@@ -36,7 +36,7 @@ __all__ = [
     "ARCHIVE_ERRORS",
     "DECOMPRESSION_ERRORS",
     "MAX_DECODED_BYTES",
-    "UnreadableFile",
+    "UnreadableFileError",
     "ZipArrays",
     "check_decoded_size",
     "npy_from_bytes",
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-class UnreadableFile(ValueError):
+class UnreadableFileError(ValueError):
     """A file cannot be read safely; the message says why, without the file name."""
 
 
@@ -81,7 +81,10 @@ ARCHIVE_ERRORS = (
 #: What gzip and bz2 streams raise on damaged or truncated data (BadGzipFile is an OSError).
 DECOMPRESSION_ERRORS = (OSError, EOFError, zlib.error)
 
-_NPY_VERSIONS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+_NPY_VERSIONS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
 # numpy's own default: a .npy header longer than this is refused unparsed.
 _MAX_NPY_HEADER = 10_000
 _CHUNK = 1 << 20
@@ -107,7 +110,7 @@ def check_decoded_size(n_bytes, what):
 
     Raises
     ------
-    UnreadableFile
+    UnreadableFileError
         If ``n_bytes`` is larger than the bound.
 
     Examples
@@ -115,10 +118,10 @@ def check_decoded_size(n_bytes, what):
     >>> check_decoded_size(10**15, "array 'X'")
     Traceback (most recent call last):
     ...
-    softreg._archive.UnreadableFile: array 'X' would take 909.5 TiB in memory, more than ...
+    softreg._archive.UnreadableFileError: array 'X' would take 909.5 TiB in memory, more than ...
     """
     if n_bytes > MAX_DECODED_BYTES:
-        raise UnreadableFile(
+        raise UnreadableFileError(
             f"{what} would take {_size(n_bytes)} in memory, more than the "
             f"{_size(MAX_DECODED_BYTES)} softreg decodes from one file (half this machine's "
             "memory)"
@@ -134,18 +137,20 @@ def _npy_header(stream, what):
     try:
         version = np.lib.format.read_magic(stream)
         if version not in _NPY_VERSIONS:
-            raise UnreadableFile(f"{what} has .npy format version {version}; expected 1.0 or 2.0")
+            raise UnreadableFileError(
+                f"{what} has .npy format version {version}; expected 1.0 or 2.0"
+            )
         shape, fortran_order, dtype = _NPY_VERSIONS[version](
             stream, max_header_size=_MAX_NPY_HEADER
         )
-    except UnreadableFile:
+    except UnreadableFileError:
         raise
     except (ValueError, TypeError, OverflowError, SyntaxError) as exc:
         # numpy raises ValueError for a bad magic string, header or dtype description; an
         # absurd dtype (U of 2^63 characters) can raise TypeError or OverflowError.
-        raise UnreadableFile(f"{what} is not a readable .npy array ({exc})") from exc
+        raise UnreadableFileError(f"{what} is not a readable .npy array ({exc})") from exc
     if dtype.hasobject:
-        raise UnreadableFile(
+        raise UnreadableFileError(
             f"{what} cannot be read without pickle (it holds Python objects, dtype {dtype}); "
             "softreg never unpickles, because that can run code from the file"
         )
@@ -172,7 +177,7 @@ def npy_from_bytes(data, what):
 
     Raises
     ------
-    UnreadableFile
+    UnreadableFileError
         If the header is damaged, the dtype holds Python objects, or the declared shape and
         dtype do not match the number of data bytes.
 
@@ -185,13 +190,13 @@ def npy_from_bytes(data, what):
     >>> npy_from_bytes(buffer.getvalue()[:-1], "array 'a'")
     Traceback (most recent call last):
     ...
-    softreg._archive.UnreadableFile: array 'a' declares shape (3,) of dtype float64 (24 bytes) ...
+    softreg._archive.UnreadableFileError: array 'a' declares shape (3,) of dtype float64 ...
     """
     stream = io.BytesIO(data)
     dtype, shape, fortran_order, n_bytes = _npy_header(stream, what)
     offset = stream.tell()
     if len(data) - offset != n_bytes:
-        raise UnreadableFile(
+        raise UnreadableFileError(
             f"{what} declares shape {shape} of dtype {dtype} ({n_bytes} bytes) but holds "
             f"{len(data) - offset} bytes of data"
         )
@@ -214,7 +219,7 @@ class ZipArrays:
 
     Raises
     ------
-    UnreadableFile
+    UnreadableFileError
         If the archive breaks one of the rules above.
     zipfile.BadZipFile, and the rest of :data:`ARCHIVE_ERRORS`
         If the archive is damaged.
@@ -225,10 +230,10 @@ class ZipArrays:
         infos = self._zip.infolist()
         repeated = [name for name, count in Counter(i.filename for i in infos).items() if count > 1]
         if repeated:
-            raise UnreadableFile(f"has the member {repeated[0]!r} more than once")
+            raise UnreadableFileError(f"has the member {repeated[0]!r} more than once")
         for info in infos:
             if not _plain_name(info.filename):
-                raise UnreadableFile(
+                raise UnreadableFileError(
                     f"has a member named {info.filename!r}; expected plain file names without "
                     "directories"
                 )
@@ -312,12 +317,12 @@ def open_binary(path):
     Yields
     ------
     binary file object
-        Raises :class:`UnreadableFile` when the decompressed bytes exceed the bound, and
+        Raises :class:`UnreadableFileError` when the decompressed bytes exceed the bound, and
         :data:`DECOMPRESSION_ERRORS` when the compressed data is damaged.
 
     Raises
     ------
-    UnreadableFile
+    UnreadableFileError
         If an uncompressed file is larger than the bound.
     FileNotFoundError
         If there is no such file.
@@ -328,6 +333,8 @@ def open_binary(path):
         with open(path, "rb") as handle:
             yield handle
         return
-    with _DECOMPRESSORS[suffix](path, "rb") as stream:
-        with io.BufferedReader(_BoundedReader(stream, "the decompressed file"), _CHUNK) as reader:
-            yield reader
+    with (
+        _DECOMPRESSORS[suffix](path, "rb") as stream,
+        io.BufferedReader(_BoundedReader(stream, "the decompressed file"), _CHUNK) as reader,
+    ):
+        yield reader

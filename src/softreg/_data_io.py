@@ -22,12 +22,16 @@ non-negative ``sample_weight`` and the feature names.
   read with ``allow_pickle=False``: object arrays are refused.
 
 Every problem with the data raises :class:`DataError`, whose message starts with the file name
-and names the column and row where they are known.
+and names the column and row where they are known. Files are untrusted: what a file declares
+about its size (a compressed stream's length, an ``.npz`` member's shape, a Parquet footer's
+row count, an svmlight feature index) is checked against ``softreg._archive.MAX_DECODED_BYTES``
+(half the machine's memory) before memory is allocated for it.
 """
 
 from __future__ import annotations
 
 import bz2
+import contextlib
 import csv
 import gzip
 import importlib
@@ -43,6 +47,15 @@ import numpy as np
 
 if TYPE_CHECKING:  # an annotation only: importing SciPy here would slow `softreg --help`
     import scipy.sparse as sp
+
+from softreg._archive import (
+    ARCHIVE_ERRORS,
+    DECOMPRESSION_ERRORS,
+    UnreadableFileError,
+    ZipArrays,
+    check_decoded_size,
+    open_binary,
+)
 
 __all__ = [
     "FORMATS",
@@ -330,17 +343,11 @@ def column_names(path, *, format=None):
     format = guess_format(path) if format is None else format
     if format == "npz":
         # Only the names are read; read_table checks them against X.
-        try:
-            archive = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
-            raise DataError(path, f"cannot read as a NumPy .npz file: {exc}.") from exc
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            return None  # a single .npy array: read_table says what is wrong
-        with archive:
-            names = archive["feature_names"] if "feature_names" in archive.files else None
-        return names.tolist() if names is not None and names.dtype.kind == "U" else None
+        with _npz_archive(path) as (archive, keys):
+            if "feature_names" not in keys:
+                return None
+            names = archive.read_array(keys["feature_names"], "array 'feature_names'")
+        return names.tolist() if names.dtype.kind == "U" and names.ndim == 1 else None
     if format == "svmlight":
         return None
     pa = import_optional("pyarrow", "io", "reading CSV and Parquet files")
@@ -348,15 +355,12 @@ def column_names(path, *, format=None):
     try:
         if format == "csv":
             csv_module = import_optional("pyarrow.csv", "io", "reading CSV files")
-            with csv_module.open_csv(path) as reader:
+            with open_binary(path) as source, csv_module.open_csv(source) as reader:
                 return reader.schema.names
         parquet = import_optional("pyarrow.parquet", "io", "reading Parquet files")
         return parquet.read_schema(path).names
-    except (pa.ArrowException, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        kind = "CSV" if format == "csv" else "Parquet"
-        raise DataError(path, f"cannot read as a {kind} file: {exc}") from exc
+    except _arrow_errors(pa) as exc:
+        raise _arrow_data_error(path, format, exc) from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,16 +370,9 @@ def column_names(path, *, format=None):
 def _read_arrow(path, format, target, features, exclude, sample_weight, strict):
     pa = import_optional("pyarrow", "io", f"reading {'CSV' if format == 'csv' else 'Parquet'}")
     try:
-        if format == "csv":
-            table = _read_csv(path)
-        else:
-            parquet = import_optional("pyarrow.parquet", "io", "reading Parquet files")
-            table = parquet.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        kind = "CSV" if format == "csv" else "Parquet"
-        raise DataError(path, f"cannot read as a {kind} file: {exc}") from exc
+        table = _read_csv(path) if format == "csv" else _read_parquet(path)
+    except _arrow_errors(pa) as exc:
+        raise _arrow_data_error(path, format, exc) from exc
     names = table.column_names
     duplicated = [name for name, count in Counter(names).items() if count > 1]
     if duplicated:
@@ -393,6 +390,20 @@ def _read_arrow(path, format, target, features, exclude, sample_weight, strict):
     return Table(X, y, weight, feature_names, path, format)
 
 
+def _arrow_errors(pa):
+    """What reading a CSV or Parquet file raises when the file is bad, not softreg."""
+    return (pa.ArrowException, UnreadableFileError, *DECOMPRESSION_ERRORS)
+
+
+def _arrow_data_error(path, format, exc):
+    if isinstance(exc, FileNotFoundError):
+        return exc
+    if isinstance(exc, UnreadableFileError):
+        return DataError(path, f"{exc}.")
+    kind = "CSV" if format == "csv" else "Parquet"
+    return DataError(path, f"cannot read as a {kind} file: {exc}")
+
+
 def _read_csv(path):
     csv_module = import_optional("pyarrow.csv", "io", "reading CSV files")
     pa = import_optional("pyarrow", "io", "reading CSV files")
@@ -400,16 +411,34 @@ def _read_csv(path):
     # label is reported instead of becoming the class "".
     convert = csv_module.ConvertOptions(strings_can_be_null=True)
     try:
-        return csv_module.read_csv(path, convert_options=convert)
+        with open_binary(path) as source:
+            return csv_module.read_csv(source, convert_options=convert)
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):
             raise DataError(path, "is empty; expected a header line and data rows.") from exc
         # The multi-threaded reader does not say where a parse error is; a single-threaded
         # re-read does ("Row #N").
-        csv_module.read_csv(
-            path, read_options=csv_module.ReadOptions(use_threads=False), convert_options=convert
-        )
+        with open_binary(path) as source:
+            csv_module.read_csv(
+                source,
+                read_options=csv_module.ReadOptions(use_threads=False),
+                convert_options=convert,
+            )
         raise
+
+
+def _read_parquet(path):
+    parquet = import_optional("pyarrow.parquet", "io", "reading Parquet files")
+    # The footer declares the table's size: check it before the columns are read.
+    metadata = parquet.read_metadata(path)
+    declared = sum(
+        metadata.row_group(index).total_byte_size for index in range(metadata.num_row_groups)
+    )
+    check_decoded_size(
+        max(declared, 8 * metadata.num_rows * metadata.num_columns),
+        f"the table of {metadata.num_rows} rows and {metadata.num_columns} columns",
+    )
+    return parquet.read_table(path)
 
 
 def _select_features(path, names, target, features, exclude, sample_weight, strict=False):
@@ -591,7 +620,12 @@ def _read_svmlight(path, n_features):
     from sklearn.datasets import load_svmlight_file
 
     try:
-        X, y = load_svmlight_file(path, n_features=n_features, dtype=np.float64, zero_based=True)
+        with open_binary(path) as source:
+            X, y = load_svmlight_file(
+                source, n_features=n_features, dtype=np.float64, zero_based=True
+            )
+    except UnreadableFileError as exc:
+        raise DataError(path, f"{exc}.") from exc
     except ValueError as exc:
         message = str(exc)
         if n_features is not None and "n_features was set" in message:
@@ -601,12 +635,17 @@ def _read_svmlight(path, n_features):
                 f"({message}).",
             ) from exc
         raise DataError(path, f"cannot read as an svmlight/LIBSVM file: {message}.") from exc
-    except (OSError, EOFError) as exc:
+    except DECOMPRESSION_ERRORS as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise DataError(path, f"cannot read as an svmlight/LIBSVM file: {exc}.") from exc
     if X.shape[0] == 0:
         raise DataError(path, "has no data rows.")
+    try:
+        # The largest feature index declares the width of X: a model needs a dense row of it.
+        check_decoded_size(8 * X.shape[1], f"feature index {X.shape[1] - 1} (one dense row)")
+    except UnreadableFileError as exc:
+        raise DataError(path, f"{exc}.") from exc
     if not np.isfinite(X.data).all():
         bad = _first_index(~np.isfinite(X.data))
         row = int(np.searchsorted(X.indptr, bad, side="right"))
@@ -628,32 +667,50 @@ def _read_svmlight(path, n_features):
 # NumPy .npz
 
 
+@contextlib.contextmanager
+def _npz_archive(path):
+    """The ``.npz`` archive and its arrays' member names by key; any problem is a DataError."""
+    with open(path, "rb") as handle:
+        start = handle.read(6)
+        if start == b"\x93NUMPY":
+            raise DataError(path, "holds a single .npy array; expected an .npz archive with `X`.")
+        if not start.startswith(b"PK"):
+            raise DataError(
+                path,
+                "cannot read as a NumPy .npz file: it is not a zip archive (it starts with "
+                f"{start[:4]!r}).",
+            )
+        handle.seek(0)
+        try:
+            with ZipArrays(handle) as archive:
+                # numpy's keys: member names without ".npy".
+                keys = {name.removesuffix(".npy"): name for name in archive.names}
+                if len(keys) != len(archive.names):
+                    raise UnreadableFileError("has two members for the same array (a.npy and a)")
+                yield archive, keys
+        except UnreadableFileError as exc:
+            raise DataError(path, f"{exc}.") from exc
+        except ARCHIVE_ERRORS as exc:
+            raise DataError(path, f"cannot read as a NumPy .npz file: {exc}.") from exc
+
+
 def _read_npz(path, target, features, exclude, sample_weight, strict):
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise DataError(path, f"cannot read as a NumPy .npz file: {exc}.") from exc
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataError(path, "holds a single .npy array; expected an .npz archive with `X`.")
-    with archive:
-        arrays = {}
-        for key in archive.files:
-            try:
-                arrays[key] = archive[key]
-            except ValueError as exc:
-                # allow_pickle=False refuses object arrays: no code runs while reading.
-                raise DataError(
-                    path, f"array {key!r} cannot be read without pickle ({exc})."
-                ) from exc
+    label_key = "y" if target is None else target
+    with _npz_archive(path) as (archive, keys):
+        available = sorted(keys)
+        wanted = {"X", "feature_names", label_key, sample_weight} & set(keys)
+        arrays = {key: archive.read_array(keys[key], f"array {key!r}") for key in sorted(wanted)}
     if "X" not in arrays:
-        raise DataError(path, f"has no array 'X'; the arrays are {_name_list(sorted(arrays))}.")
+        raise DataError(path, f"has no array 'X'; the arrays are {_name_list(available)}.")
     X = arrays["X"]
     if X.ndim != 2 or X.dtype.kind not in "biuf":
         raise DataError(path, f"array 'X' must be a 2-D numeric array; got {X.ndim}-D {X.dtype}.")
     if X.shape[0] == 0:
         raise DataError(path, "has no data rows.")
+    try:
+        check_decoded_size(8 * X.size, "array 'X' as float64")
+    except UnreadableFileError as exc:
+        raise DataError(path, f"{exc}.") from exc
     X = np.ascontiguousarray(X, dtype=np.float64)
     _check_finite_matrix(path, X)
     names = None
@@ -672,10 +729,9 @@ def _read_npz(path, target, features, exclude, sample_weight, strict):
         selected = _select_features(path, names, None, features, exclude, None, strict)
         X = np.ascontiguousarray(X[:, [names.index(name) for name in selected]])
         names = selected
-    label_key = "y" if target is None and "y" in arrays else target
     y = None
-    if label_key is not None:
-        y = _npz_vector(path, arrays, label_key, X.shape[0], "the target")
+    if target is not None or "y" in arrays:
+        y = _npz_vector(path, arrays, available, label_key, X.shape[0], "the target")
         if y.dtype.kind not in "biufU":
             raise DataError(path, f"array {label_key!r} must hold labels; got dtype {y.dtype}.")
         if y.dtype.kind == "f" and np.isnan(y).any():
@@ -683,7 +739,9 @@ def _read_npz(path, target, features, exclude, sample_weight, strict):
             raise DataError(path, f"array {label_key!r} has a NaN label at index ({index},).")
     weight = None
     if sample_weight is not None:
-        weight = _npz_vector(path, arrays, sample_weight, X.shape[0], "the sample weights")
+        weight = _npz_vector(
+            path, arrays, available, sample_weight, X.shape[0], "the sample weights"
+        )
         if weight.dtype.kind not in "biuf" or not np.isfinite(weight).all():
             raise DataError(path, f"array {sample_weight!r} must be finite numbers.")
         weight = weight.astype(np.float64)
@@ -697,10 +755,10 @@ def _read_npz(path, target, features, exclude, sample_weight, strict):
     return Table(X, y, weight, names, path, "npz")
 
 
-def _npz_vector(path, arrays, key, n_samples, role):
+def _npz_vector(path, arrays, available, key, n_samples, role):
     if key not in arrays:
         raise DataError(
-            path, f"has no array {key!r} ({role}); the arrays are {_name_list(sorted(arrays))}."
+            path, f"has no array {key!r} ({role}); the arrays are {_name_list(available)}."
         )
     vector = arrays[key]
     if vector.shape != (n_samples,):

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from softreg import _archive
-from softreg._archive import ARCHIVE_ERRORS, UnreadableFile, ZipArrays, npy_from_bytes
+from softreg._archive import ARCHIVE_ERRORS, UnreadableFileError, ZipArrays, npy_from_bytes
 from softreg._params import validate_params
 
 __all__ = [
@@ -403,7 +403,7 @@ def read_model_file(path):
             with ZipArrays(handle) as archive:
                 header = _read_header(path, archive)
                 arrays = _read_arrays(path, archive, header)
-        except UnreadableFile as exc:
+        except UnreadableFileError as exc:
             raise ModelFileError(path, f"{exc}.") from exc
         except ARCHIVE_ERRORS as exc:
             raise ModelFileError(
