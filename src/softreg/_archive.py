@@ -200,6 +200,21 @@ def npy_from_bytes(data, what):
             f"{what} declares shape {shape} of dtype {dtype} ({n_bytes} bytes) but holds "
             f"{len(data) - offset} bytes of data"
         )
+    if dtype.kind == "U" and n_bytes:
+        # numpy stores text as UCS-4 code points and turns any 32-bit value into a str until
+        # .tolist() meets one past U+10FFFF; surrogates cannot be printed or encoded.
+        codes = np.frombuffer(
+            data,
+            dtype=np.dtype("u4").newbyteorder(dtype.byteorder),
+            count=n_bytes // 4,
+            offset=offset,
+        )
+        invalid = (codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF))
+        if invalid.any():
+            raise UnreadableFileError(
+                f"{what} holds text that is not valid Unicode (code point "
+                f"{int(codes[invalid][0]):#x})"
+            )
     array = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=offset)
     return array.reshape(shape, order="F" if fortran_order else "C")
 

@@ -85,6 +85,8 @@ _SUFFIX_FORMATS = {
 # Only the text formats may be compressed as a whole file.
 _COMPRESSION_SUFFIXES = (".gz", ".bz2")
 _COMPRESSIBLE = ("csv", "svmlight")
+# CSV text is parsed in blocks of this size; the header line must fit in one block.
+_CSV_BLOCK_BYTES = 1 << 20
 # Names listed in full in "the columns are ..." hints; longer lists are cut.
 _MAX_NAMES_SHOWN = 12
 
@@ -355,8 +357,13 @@ def column_names(path, *, format=None):
     try:
         if format == "csv":
             csv_module = import_optional("pyarrow.csv", "io", "reading CSV files")
-            with open_binary(path) as source, csv_module.open_csv(source) as reader:
-                return reader.schema.names
+            try:
+                with open_binary(path) as source, csv_module.open_csv(source) as reader:
+                    return reader.schema.names
+            except pa.ArrowInvalid as exc:
+                if "Empty CSV file" in str(exc):
+                    raise _empty_csv_error(path) from exc
+                raise
         parquet = import_optional("pyarrow.parquet", "io", "reading Parquet files")
         return parquet.read_schema(path).names
     except _arrow_errors(pa) as exc:
@@ -410,35 +417,53 @@ def _read_csv(path):
     # Empty cells (and NA, NaN, null, ...) are missing values in text columns too, so an empty
     # label is reported instead of becoming the class "".
     convert = csv_module.ConvertOptions(strings_can_be_null=True)
+    read = csv_module.ReadOptions(block_size=_CSV_BLOCK_BYTES)
     try:
         with open_binary(path) as source:
-            return csv_module.read_csv(source, convert_options=convert)
+            return csv_module.read_csv(source, read_options=read, convert_options=convert)
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):
-            raise DataError(path, "is empty; expected a header line and data rows.") from exc
+            raise _empty_csv_error(path) from exc
         # The multi-threaded reader does not say where a parse error is; a single-threaded
         # re-read does ("Row #N").
         with open_binary(path) as source:
             csv_module.read_csv(
                 source,
-                read_options=csv_module.ReadOptions(use_threads=False),
+                read_options=csv_module.ReadOptions(block_size=_CSV_BLOCK_BYTES, use_threads=False),
                 convert_options=convert,
             )
         raise
 
 
+def _empty_csv_error(path):
+    """Why pyarrow found no columns: an empty file, or a first line longer than a block."""
+    with open_binary(path) as source:
+        start = source.read(_CSV_BLOCK_BYTES + 1)
+    if start.strip() and len(start.split(b"\n", 1)[0]) >= _CSV_BLOCK_BYTES:
+        return DataError(
+            path,
+            f"has a header line longer than {_CSV_BLOCK_BYTES >> 20} MiB, the most softreg "
+            "reads (some 100000 columns: parsing more takes minutes); store such wide data "
+            "as Parquet or .npz.",
+        )
+    return DataError(path, "is empty; expected a header line and data rows.")
+
+
 def _read_parquet(path):
     parquet = import_optional("pyarrow.parquet", "io", "reading Parquet files")
     # The footer declares the table's size: check it before the columns are read.
-    metadata = parquet.read_metadata(path)
-    declared = sum(
-        metadata.row_group(index).total_byte_size for index in range(metadata.num_row_groups)
-    )
-    check_decoded_size(
-        max(declared, 8 * metadata.num_rows * metadata.num_columns),
-        f"the table of {metadata.num_rows} rows and {metadata.num_columns} columns",
-    )
-    return parquet.read_table(path)
+    # ParquetFile.read, not read_table: the dataset layer refuses repeated column names
+    # with an unhelpful message; they are reported by name below.
+    with parquet.ParquetFile(path) as file:
+        metadata = file.metadata
+        declared = sum(
+            metadata.row_group(index).total_byte_size for index in range(metadata.num_row_groups)
+        )
+        check_decoded_size(
+            max(declared, 8 * metadata.num_rows * metadata.num_columns),
+            f"the table of {metadata.num_rows} rows and {metadata.num_columns} columns",
+        )
+        return file.read()
 
 
 def _select_features(path, names, target, features, exclude, sample_weight, strict=False):
@@ -635,6 +660,12 @@ def _read_svmlight(path, n_features):
                 f"({message}).",
             ) from exc
         raise DataError(path, f"cannot read as an svmlight/LIBSVM file: {message}.") from exc
+    except OverflowError as exc:
+        # scikit-learn's parser holds feature indices as 32-bit integers.
+        raise DataError(
+            path,
+            f"cannot read as an svmlight/LIBSVM file: a feature index is too large ({exc}).",
+        ) from exc
     except DECOMPRESSION_ERRORS as exc:
         if isinstance(exc, FileNotFoundError):
             raise

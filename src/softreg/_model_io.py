@@ -452,6 +452,11 @@ def _read_header(path, archive):
         raise ModelFileError(
             path, f"has a header.json nested deeper than {_MAX_HEADER_DEPTH} levels."
         )
+    try:
+        # JSON escapes can spell lone surrogates, which no output can print or encode.
+        json.dumps(header, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ModelFileError(path, f"has text that is not valid Unicode ({exc.reason}).") from exc
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         found = header.get("format") if isinstance(header, dict) else None
         raise ModelFileError(
@@ -626,6 +631,8 @@ def _check_consistency(path, header, arrays):
     coef, intercept = arrays["coef_"], arrays["intercept_"]
     if coef.dtype.kind != "f" or intercept.dtype.kind != "f":
         fail("coef_ and intercept_ must be float arrays")
+    if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
+        fail("coef_ and intercept_ must be finite (a model with inf or NaN cannot predict)")
     if coef.ndim not in (1, 2) or coef.shape[-1] != header["n_features"]:
         fail(f"coef_ has shape {coef.shape} for {header['n_features']} features")
     if intercept.shape != coef.shape[:-1]:

@@ -1,0 +1,77 @@
+"""The readers under test: how each is fed a file and which error it may raise.
+
+A target reads one file the way softreg's command line would, and goes on to use what it read
+(a loaded model predicts and is shown by ``softreg inspect``), so a file that loads but cannot
+be used counts as a failure too. The only exception a target may let out is the reader's
+documented error: :class:`softreg.DataError` for data files, :class:`softreg.ModelFileError`
+for model files. Anything else is a bug.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from softreg._data_io import DataError, column_names, read_table
+from softreg._model_io import ModelFileError, read_model_file
+from softreg._report import format_model
+
+
+@dataclass(frozen=True)
+class Target:
+    """One reader: the file suffix it is fed, how it reads, and its documented error."""
+
+    name: str
+    suffix: str
+    read: Callable[[str], object]
+    error: type[Exception]
+
+
+def read_columns(path):
+    """Read a CSV or Parquet file as ``softreg fit`` does, with the label and weights found."""
+    names = column_names(path)
+    return read_table(
+        path,
+        target="label" if "label" in names else None,
+        sample_weight="w" if "w" in names else None,
+    )
+
+
+def read_svmlight(path):
+    return read_table(path)
+
+
+def read_npz(path):
+    column_names(path)
+    return read_table(path, sample_weight="w")
+
+
+def read_model(path):
+    """Load a model, predict with it and format it as ``softreg inspect`` does."""
+    loaded = read_model_file(path)
+    estimator = loaded.estimator
+    X = np.zeros((2, loaded.header["n_features"]))
+    estimator.predict(X)
+    if hasattr(estimator, "predict_proba"):
+        estimator.predict_proba(X)
+    # What `softreg inspect` (and --json) print must encode as UTF-8.
+    format_model(loaded.header).encode()
+    json.dumps(loaded.header, indent=2, ensure_ascii=False).encode()
+    return loaded
+
+
+TARGETS = {
+    target.name: target
+    for target in (
+        Target("csv", ".csv", read_columns, DataError),
+        Target("csv.gz", ".csv.gz", read_columns, DataError),
+        Target("csv.bz2", ".csv.bz2", read_columns, DataError),
+        Target("svmlight", ".svm", read_svmlight, DataError),
+        Target("parquet", ".parquet", read_columns, DataError),
+        Target("npz", ".npz", read_npz, DataError),
+        Target("model", ".softreg", read_model, ModelFileError),
+    )
+}
