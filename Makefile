@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test test-oldest package lint bench bench-quick clean
+.PHONY: demo test test-oldest package lint bench bench-quick fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,8 @@ demo: $(VENV)/.stamp-run
 	$(BIN)/softreg demo --kernels
 
 lint: $(VENV)/.stamp-dev
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks fuzz
+	$(BIN)/ruff format --check src tests benchmarks fuzz
 
 test: lint
 	$(BIN)/python -m pytest -q
@@ -58,6 +58,18 @@ test-oldest: $(OLDEST)/.stamp
 		'^(numpy|scipy|scikit-learn|threadpoolctl|click|numba|pyarrow|pandas|matplotlib|dask)=='
 	$(OLDEST)/bin/python -m pytest -q
 
+# The coverage-guided fuzzer, where it installs (a wheel for CPython 3.8-3.11 on Linux);
+# without it `make fuzz` runs the random-mutation engine.
+$(VENV)/.stamp-fuzz: $(VENV)/.stamp-dev
+	$(BIN)/python -m pip install --quiet 'atheris>=2.3' \
+	  || echo "atheris did not install: make fuzz uses the random-mutation engine"
+	touch $@
+
+# The long fuzz campaign (docs/fuzzing.md): FUZZ_CASES mutated files per reader.
+FUZZ_CASES ?= 100000
+fuzz: $(VENV)/.stamp-fuzz
+	$(BIN)/python -m fuzz.campaign --cases $(FUZZ_CASES) --out fuzz-out
+
 bench: $(VENV)/.stamp-bench
 	$(BIN)/python -m benchmarks.run
 
@@ -65,4 +77,4 @@ bench-quick: $(VENV)/.stamp-bench
 	$(BIN)/python -m benchmarks.run --quick
 
 clean:
-	rm -rf $(VENV) $(OLDEST) build src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(OLDEST) build src/*.egg-info .pytest_cache .ruff_cache fuzz-out

@@ -112,16 +112,32 @@ def _row(target, engine, n_cases, counts, bugs, seconds):
     }
 
 
+def write_row(out, row):
+    """Keep a worker's summary row in ``out/rows/TARGET.json`` (written atomically)."""
+    folder = os.path.join(out, "rows")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{row['target']}.json")
+    with open(path + ".tmp", "w") as handle:
+        json.dump(row, handle)
+    os.replace(path + ".tmp", path)
+
+
 def _run_worker(command, target, out):
-    """Run one worker process; its last stdout line is its summary row."""
-    start = time.perf_counter()
-    result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
-    lines = result.stdout.strip().splitlines()
-    if result.returncode == 0 and lines:
-        return json.loads(lines[-1])
-    row = _row(target, "?", 0, Counter(failure=1), {}, time.perf_counter() - start)
-    row["bugs"] = {"worker died": {"detail": f"exit code {result.returncode}", "count": 1}}
-    row["died"] = True
+    """Run one worker process and return its summary row, marked if the worker died."""
+    path = os.path.join(out, "rows", f"{target}.json")
+    if os.path.exists(path):
+        os.unlink(path)
+    result = subprocess.run(command, check=False)
+    if os.path.exists(path):
+        with open(path) as handle:
+            row = json.load(handle)
+    else:
+        row = _row(target, "?", 0, Counter(), {}, 0.0)
+    if result.returncode != 0:
+        # libFuzzer's time-out or memory limit, or a crash in native code: the input that did
+        # it is under out/failures/TARGET/ (libFuzzer's timeout-*, oom-*, crash-* files).
+        row["failures"] += 1
+        row["bugs"]["worker died"] = {"detail": f"exit code {result.returncode}", "count": 1}
     return row
 
 
@@ -135,8 +151,7 @@ def main(argv=None):
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        row = random_worker(args.worker, args.cases, args.seed, args.out)
-        print(json.dumps(row))
+        write_row(args.out, random_worker(args.worker, args.cases, args.seed, args.out))
         return 0
     engine = args.engine
     if engine == "auto":

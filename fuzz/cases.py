@@ -27,7 +27,6 @@ import warnings
 from dataclasses import dataclass
 
 from fuzz.targets import TARGETS
-
 from softreg import _archive
 
 #: What a reader may decode from one fuzz case: small, so a zip or gzip bomb is cheap to make.

@@ -24,6 +24,7 @@ import zipfile
 from dataclasses import dataclass
 
 import numpy as np
+
 from fuzz.cases import DECODED_LIMIT
 from fuzz.mutate import npy_header
 from fuzz.seeds import seeds
@@ -227,7 +228,7 @@ def npz_cases():
         "shape-1e12": r"array 'X' of shape \(1000000000000, 1\) would take 7\.3 TiB",
         "shape-lie": r"array 'X' declares shape \(1000, 2\) of dtype float64 \(16000 bytes\) but "
         r"holds 16 bytes",
-        "zero-size-items": r"array 'y' of shape \(1000000000000000,\) would take",
+        "zero-size-items": r"array 'y' has items of size zero \(dtype <U0\)",
         "zip-bomb": r"the archive's members would take 8\.0 MiB in memory, more than the 4\.0 MiB",
         "dot-dot-member": r"has a member named '\.\./X\.npy'; expected plain file names",
         "absolute-member": r"has a member named '/tmp/X\.npy'",

@@ -153,8 +153,17 @@ def mutate_compressed(data, rng, codec, others=()):
         text = decompress(data)
     except (OSError, EOFError, ValueError, zlib.error):
         return mutate_bytes(data, rng, others)
-    plain = [decompress(other) for other in others]
-    return compress(mutate_bytes(text, rng, plain))
+    return compress(mutate_bytes(text, rng, _decompressed(others, decompress)))
+
+
+def _decompressed(files, decompress):
+    plain = []
+    for data in files:
+        try:
+            plain.append(decompress(data))
+        except (OSError, EOFError, ValueError, zlib.error):
+            continue  # a hostile (truncated, not compressed) file: nothing to splice from
+    return plain
 
 
 # --------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import lzma
 import math
 import os
 import struct
+import tokenize
 import zipfile
 import zlib
 from collections import Counter
@@ -145,18 +146,20 @@ def _npy_header(stream, what):
         )
     except UnreadableFileError:
         raise
-    except (ValueError, TypeError, OverflowError, SyntaxError) as exc:
-        # numpy raises ValueError for a bad magic string, header or dtype description; an
-        # absurd dtype (U of 2^63 characters) can raise TypeError or OverflowError.
+    except (ValueError, TypeError, OverflowError, SyntaxError, tokenize.TokenError) as exc:
+        # numpy raises ValueError for a bad magic string, header or dtype description, and
+        # lets the tokenizer's TokenError out of headers from before Python 3; an absurd dtype
+        # (U of 2^63 characters) can raise TypeError or OverflowError.
         raise UnreadableFileError(f"{what} is not a readable .npy array ({exc})") from exc
     if dtype.hasobject:
         raise UnreadableFileError(
             f"{what} cannot be read without pickle (it holds Python objects, dtype {dtype}); "
             "softreg never unpickles, because that can run code from the file"
         )
+    if dtype.itemsize == 0:
+        raise UnreadableFileError(f"{what} has items of size zero (dtype {dtype})")
     n_items = math.prod(shape)
-    # Zero-sized items (U0, V0) would let a huge shape through the byte count below.
-    check_decoded_size(n_items * max(dtype.itemsize, 1), f"{what} of shape {shape}")
+    check_decoded_size(n_items * dtype.itemsize, f"{what} of shape {shape}")
     return dtype, shape, fortran_order, n_items * dtype.itemsize
 
 

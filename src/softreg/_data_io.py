@@ -378,9 +378,9 @@ def _read_arrow(path, format, target, features, exclude, sample_weight, strict):
     pa = import_optional("pyarrow", "io", f"reading {'CSV' if format == 'csv' else 'Parquet'}")
     try:
         table = _read_csv(path) if format == "csv" else _read_parquet(path)
+        names = table.column_names
     except _arrow_errors(pa) as exc:
         raise _arrow_data_error(path, format, exc) from exc
-    names = table.column_names
     duplicated = [name for name, count in Counter(names).items() if count > 1]
     if duplicated:
         raise DataError(path, f"column name {duplicated[0]!r} appears more than once.")
@@ -398,8 +398,11 @@ def _read_arrow(path, format, target, features, exclude, sample_weight, strict):
 
 
 def _arrow_errors(pa):
-    """What reading a CSV or Parquet file raises when the file is bad, not softreg."""
-    return (pa.ArrowException, UnreadableFileError, *DECOMPRESSION_ERRORS)
+    """What reading a CSV or Parquet file raises when the file is bad, not softreg.
+
+    pyarrow decodes column names as UTF-8 only when they are asked for (UnicodeDecodeError).
+    """
+    return (pa.ArrowException, UnreadableFileError, UnicodeDecodeError, *DECOMPRESSION_ERRORS)
 
 
 def _arrow_data_error(path, format, exc):
