@@ -33,7 +33,7 @@ import sys
 import time
 from collections import Counter
 
-from fuzz.cases import RSS_MARGIN, bound_memory, log, peak_rss, run_case, scratch_directory
+from fuzz.cases import bound_memory, log, run_case, scratch_directory, warm_up
 from fuzz.hostile import hostile_seeds
 from fuzz.mutate import mutate, new_rng
 from fuzz.seeds import seeds
@@ -59,9 +59,10 @@ def pool_for(target):
 
 def random_worker(target, n_cases, seed, out):
     """Run ``n_cases`` random mutants of ``target``; return the summary row."""
-    baseline = bound_memory()
+    bound_memory()
     pool = pool_for(target)
     directory = scratch_directory()
+    warm_up(target, directory)
     log(f"[{target}] scratch {directory}")
     counts = Counter()
     bugs = {}
@@ -70,15 +71,9 @@ def random_worker(target, n_cases, seed, out):
         for index in range(n_cases):
             data = mutant(target, index, seed, pool)
             outcome = run_case(target, data, directory)
-            detail = outcome.detail
-            if outcome.kind != "failure" and peak_rss() > baseline + RSS_MARGIN:
-                detail = f"MemoryBound: peak RSS {peak_rss() >> 20} MiB at case {index}"
-                baseline = peak_rss()  # report each new high-water mark once
-            if detail:
-                counts["failure"] += 1
-                _keep_failure(out, target, index, data, detail, bugs)
-            else:
-                counts[outcome.kind] += 1
+            counts[outcome.kind] += 1
+            if outcome.kind == "failure":
+                _keep_failure(out, target, index, data, outcome.detail, bugs)
             if (index + 1) % 10_000 == 0:
                 log(f"[{target}] {index + 1} cases, {dict(counts)}")
     finally:

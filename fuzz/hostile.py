@@ -75,7 +75,11 @@ def csv_cases():
     cases = [
         ("bom", b"\xef\xbb\xbfx,label\n1,a\n2,b\n", None),
         ("nul-in-number", b"x,label\n1\x00,a\n2,b\n", r"column 'x' must be numeric; got '1\\x00'"),
-        ("nul-in-label", b"x,label\n1,a\x00\n2,b\n", None),
+        (
+            "nul-in-label",
+            b"x,label\n1,a\x00\n2,a\n",
+            r"'label' has a NUL character in the label in row 1",
+        ),
         ("ragged-row", b"x,y,label\n1,2,a\n3,b\n", r"Expected 3 columns, got 2"),
         ("million-columns", wide.encode(), r"has a header line longer than 1 MiB"),
         ("nan-weight", b"x,label,w\n1,a,nan\n2,b,1\n", r"column 'w' has a missing value"),

@@ -141,29 +141,29 @@ _BYTE_MUTATIONS = (
 # Compressed text
 
 
+# Decompressed text longer than this is cut before it is mutated (a bomb in the pool would
+# otherwise cost seconds per case to inflate and recompress).
+_MAX_TEXT = 1 << 16
+
+
 def mutate_compressed(data, rng, codec, others=()):
     """Decompress, mutate the text, recompress; or damage the compressed bytes themselves."""
-    compress, decompress = {
-        "gz": (lambda text: gzip.compress(text, mtime=0), gzip.decompress),
-        "bz2": (bz2.compress, bz2.decompress),
-    }[codec]
-    if rng.random() < 0.3:
+    compress = {"gz": lambda text: gzip.compress(text, mtime=0), "bz2": bz2.compress}[codec]
+    text = _decompressed(data, codec)
+    if text is None or rng.random() < 0.3:
         return mutate_bytes(data, rng, others)
+    other = _decompressed(rng.choice(others), codec) if others else None
+    return compress(mutate_bytes(text, rng, () if other is None else (other,)))
+
+
+def _decompressed(data, codec):
+    """The first :data:`_MAX_TEXT` bytes of decompressed ``data``, or None if it is damaged."""
+    opener = {"gz": gzip.open, "bz2": bz2.open}[codec]
     try:
-        text = decompress(data)
+        with opener(io.BytesIO(data)) as stream:
+            return stream.read(_MAX_TEXT)
     except (OSError, EOFError, ValueError, zlib.error):
-        return mutate_bytes(data, rng, others)
-    return compress(mutate_bytes(text, rng, _decompressed(others, decompress)))
-
-
-def _decompressed(files, decompress):
-    plain = []
-    for data in files:
-        try:
-            plain.append(decompress(data))
-        except (OSError, EOFError, ValueError, zlib.error):
-            continue  # a hostile (truncated, not compressed) file: nothing to splice from
-    return plain
+        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,7 +278,7 @@ def mutate_header(content, rng):
     """Put a hostile value somewhere in a model's ``header.json``, or break its text."""
     try:
         header = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return mutate_bytes(content, rng)
     if rng.random() < 0.2 or not isinstance(header, dict):
         return mutate_bytes(content, rng)

@@ -603,8 +603,18 @@ def _label_column(path, column, name):
             path, f"target column {name!r} has a missing label in row {row}.", column=name, row=row
         )
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        labels = column.to_pylist()
+        # NumPy's fixed-width text drops trailing NULs: "a\0" would silently become "a".
+        with_nul = [row for row, label in enumerate(labels, start=1) if "\x00" in label]
+        if with_nul:
+            raise DataError(
+                path,
+                f"target column {name!r} has a NUL character in the label in row {with_nul[0]}.",
+                column=name,
+                row=with_nul[0],
+            )
         # Fixed-width unicode, not object dtype: labels stay plain data end to end.
-        return np.asarray(column.to_pylist(), dtype=str)
+        return np.asarray(labels, dtype=str)
     if pa.types.is_integer(kind):
         return column.to_numpy(zero_copy_only=False).astype(np.int64)
     if pa.types.is_boolean(kind):
