@@ -41,6 +41,7 @@ __all__ = [
     "ZipArrays",
     "check_decoded_size",
     "npy_from_bytes",
+    "one_line",
     "open_binary",
 ]
 
@@ -89,6 +90,19 @@ _NPY_VERSIONS = {
 # numpy's own default: a .npy header longer than this is refused unparsed.
 _MAX_NPY_HEADER = 10_000
 _CHUNK = 1 << 20
+
+
+def one_line(text):
+    r"""``text`` on one line: a library's message (pyarrow's end in newlines) inside ours.
+
+    Examples
+    --------
+    >>> one_line("Couldn't deserialize thrift: TProtocolException: Invalid data\n")
+    "Couldn't deserialize thrift: TProtocolException: Invalid data"
+    >>> one_line("Multiple matches for x in x: double\nx: double")
+    'Multiple matches for x in x: double; x: double'
+    """
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
 
 def _size(n_bytes):

@@ -54,6 +54,7 @@ from softreg._archive import (
     UnreadableFileError,
     ZipArrays,
     check_decoded_size,
+    one_line,
     open_binary,
 )
 
@@ -107,7 +108,8 @@ class DataError(ValueError):
     """
 
     def __init__(self, path, message, *, column=None, row=None):
-        super().__init__(f"{path}: {message}")
+        # One line: the command line prints it as one "Error:" line.
+        super().__init__(f"{path}: {one_line(message)}")
         self.path = str(path)
         self.column = column
         self.row = row
@@ -702,7 +704,9 @@ def _read_svmlight(path, n_features):
     if not np.isfinite(y).all():
         row = _first_index(~np.isfinite(y)) + 1
         raise DataError(path, f"has a non-finite label ({y[row - 1]}) in row {row}.", row=row)
-    if np.array_equal(y, np.round(y)):
+    # Whole numbers become int64 labels only where int64 holds them exactly (|y| <= 2^53):
+    # a label like 1e20 stays a float instead of wrapping around.
+    if np.array_equal(y, np.round(y)) and (np.abs(y) <= 2**53).all():
         y = y.astype(np.int64)
     return Table(X.tocsr(), y, None, None, path, "svmlight")
 

@@ -30,7 +30,13 @@ from pathlib import Path
 import numpy as np
 
 from softreg import _archive
-from softreg._archive import ARCHIVE_ERRORS, UnreadableFileError, ZipArrays, npy_from_bytes
+from softreg._archive import (
+    ARCHIVE_ERRORS,
+    UnreadableFileError,
+    ZipArrays,
+    npy_from_bytes,
+    one_line,
+)
 from softreg._params import validate_params
 
 __all__ = [
@@ -106,7 +112,8 @@ class ModelFileError(ValueError):
     """A file cannot be loaded as a softreg model; the message names the file and the reason."""
 
     def __init__(self, path, message):
-        super().__init__(f"{path}: {message}")
+        # One line: the command line prints it as one "Error:" line.
+        super().__init__(f"{path}: {one_line(message)}")
         self.path = str(path)
 
 

@@ -1,0 +1,243 @@
+"""One regression test per bug the fuzzing found (docs/fuzzing.md lists them, with their finder).
+
+Each test is named after the bug: what escaped (or was silently wrong) before the fix.
+"""
+
+import bz2
+import gzip
+import io
+import json
+import struct
+import zipfile
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fuzz.cases import DECODED_LIMIT
+from fuzz.hostile import hostile_cases
+from fuzz.mutate import npy_header
+from fuzz.seeds import seeds
+from softreg import _archive, cli
+from softreg._data_io import DataError, column_names, read_table
+from softreg._model_io import ModelFileError, load_model
+
+
+def hostile(target, name, tmp_path, suffix):
+    (case,) = [c for c in hostile_cases() if c.target == target and c.name == name]
+    path = tmp_path / f"case{suffix}"
+    path.write_bytes(case.data)
+    return path
+
+
+def npz_bytes(**members):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for key, data in members.items():
+            archive.writestr(f"{key}.npy", data)
+    return buffer.getvalue()
+
+
+def npy(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------------------
+# .npz data files
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.6, 0.9, 0.99])
+def test_truncated_npz_raised_bad_zip_file(tmp_path, keep):
+    whole = seeds("npz")[1]
+    path = tmp_path / "cut.npz"
+    path.write_bytes(whole[: int(len(whole) * keep)])
+    with pytest.raises(DataError, match=r"cut\.npz: cannot read as a NumPy \.npz file"):
+        read_table(path)
+
+
+def test_corrupted_npz_member_raised_bad_zip_file(tmp_path):
+    data = bytearray(seeds("npz")[0])
+    data[60] ^= 0xFF  # inside X.npy's stored bytes: the CRC-32 check fails
+    path = tmp_path / "flipped.npz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"flipped\.npz: cannot read as a NumPy \.npz file: Bad "):
+        read_table(path)
+
+
+def test_npz_member_that_is_not_npy_raised_attribute_error(tmp_path):
+    # np.load hands back the raw bytes of a member without the .npy magic string.
+    path = tmp_path / "raw.npz"
+    path.write_bytes(npz_bytes(X=b"just bytes"))
+    with pytest.raises(DataError, match=r"array 'X' is not a readable \.npy array"):
+        read_table(path)
+
+
+def shifted_directory(data):
+    """A zip whose end record puts the central directory 1000 bytes past where it is."""
+    data = bytearray(data)
+    fields = list(struct.unpack("<4s4H2LH", data[-22:]))
+    fields[6] += 1000  # offset of the central directory: members' offsets go negative
+    data[-22:] = struct.pack("<4s4H2LH", *fields)
+    return bytes(data)
+
+
+def test_zip_directory_offset_past_the_start_raised_os_error(tmp_path):
+    """zipfile seeks to a negative offset: OSError EINVAL, from the .npz and model readers."""
+    data_path = tmp_path / "shifted.npz"
+    data_path.write_bytes(shifted_directory(seeds("npz")[0]))
+    with pytest.raises(DataError, match=r"cannot read as a NumPy \.npz file: \[Errno 22\]"):
+        read_table(data_path)
+    model_path = tmp_path / "shifted.softreg"
+    model_path.write_bytes(shifted_directory(seeds("model")[0]))
+    with pytest.raises(ModelFileError, match=r"is truncated or corrupted .*\[Errno 22\]"):
+        load_model(model_path)
+
+
+def test_npz_shape_of_1e12_elements_raised_memory_error(tmp_path):
+    path = hostile("npz", "shape-1e12", tmp_path, ".npz")
+    with pytest.raises(DataError, match=r"array 'X' of shape \(1000000000000, 1\) would take"):
+        read_table(path)
+
+
+def test_npy_header_the_tokenizer_rejects_raised_token_error(tmp_path):
+    # An unterminated triple-quoted string: numpy's header parser lets TokenError out.
+    header = npy_header("'<f8'", "False", "(1,)")
+    header = header.replace(b"'shape': (1,)", b"'shape': '''(")
+    path = tmp_path / "token.npz"
+    path.write_bytes(npz_bytes(X=header + b"\0" * 8))
+    with pytest.raises(DataError, match=r"array 'X' is not a readable \.npy array"):
+        read_table(path)
+
+
+def test_npz_text_past_u10ffff_raised_system_error(tmp_path):
+    path = hostile("npz", "bad-code-point", tmp_path, ".npz")
+    with pytest.raises(DataError, match=r"not valid Unicode \(code point 0x110000\)"):
+        column_names(path)
+
+
+# ------------------------------------------------------------------------------------------
+# CSV and svmlight
+
+
+def test_csv_column_name_not_utf8_raised_unicode_decode_error(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"caf\xe9,label\n1,a\n")
+    for read in (column_names, lambda p: read_table(p, target="label")):
+        with pytest.raises(DataError, match=r"latin1\.csv: cannot read as a CSV file: 'utf-8'"):
+            read(path)
+
+
+def test_csv_nul_in_label_was_silently_dropped(tmp_path):
+    path = tmp_path / "nul.csv"
+    path.write_bytes(b"x,label\n1,a\x00\n2,a\n")
+    with pytest.raises(DataError, match=r"'label' has a NUL character in the label in row 1"):
+        read_table(path, target="label")
+
+
+def test_csv_with_a_million_columns_was_called_empty(tmp_path):
+    path = hostile("csv", "million-columns", tmp_path, ".csv")
+    with pytest.raises(DataError, match=r"has a header line longer than 1 MiB"):
+        read_table(path, target="label")
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress])
+def test_compressed_csv_bomb_was_inflated_without_bound(tmp_path, monkeypatch, compress):
+    monkeypatch.setattr(_archive, "MAX_DECODED_BYTES", DECODED_LIMIT)
+    path = tmp_path / f"bomb.csv.{'gz' if compress is gzip.compress else 'bz2'}"
+    path.write_bytes(compress(b"x,label\n" + b"0,a\n" * (DECODED_LIMIT // 2)))
+    with pytest.raises(DataError, match=r"the decompressed file would take .* more than the 4\.0"):
+        read_table(path, target="label")
+
+
+def test_svmlight_feature_index_past_int32_raised_overflow_error(tmp_path):
+    path = tmp_path / "wide.svm"
+    path.write_bytes(b"1 1:1\n0 3000000000:1\n")
+    with pytest.raises(DataError, match=r"wide\.svm: .* a feature index is too large"):
+        read_table(path)
+
+
+def test_svmlight_label_past_int64_wrapped_around(tmp_path):
+    path = tmp_path / "big.svm"
+    path.write_bytes(b"1e20 1:1\n0 2:1\n")
+    table = read_table(path)
+    assert table.y.dtype == np.float64
+    assert table.y.tolist() == [1e20, 0.0]
+
+
+# ------------------------------------------------------------------------------------------
+# Model files
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("npy-shape-1e12", r"array 'coef_' of shape \(1000000, 1000000\) would take"),
+        ("deeply-nested-header", r"has a corrupted header\.json \(maximum recursion depth"),
+        ("huge-integer", r"has a corrupted header\.json \(Exceeds the limit"),
+        ("absurd-dtype", r"lists array 'coef_' with (invalid )?dtype"),
+        ("bad-mapping", r"has an invalid hyper-parameter: a mapping must be"),
+        ("bad-code-point-class", r"array 'classes_' holds text that is not valid Unicode"),
+    ],
+)
+def test_model_file_raised_other_than_model_file_error(tmp_path, name, message):
+    """MemoryError, RecursionError, ValueError, TypeError and SystemError escaped the loader."""
+    with pytest.raises(ModelFileError, match=message):
+        load_model(hostile("model", name, tmp_path, ".softreg"))
+
+
+def test_model_surrogate_in_header_raised_unicode_encode_error_in_inspect(tmp_path):
+    path = hostile("model", "surrogate-name", tmp_path, ".softreg")
+    result = CliRunner().invoke(cli.main, ["inspect", str(path)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        f"Error: {path}: has text that is not valid Unicode (surrogates not allowed).\n"
+    )
+
+
+def test_model_missing_training_summary_crashed_inspect(tmp_path):
+    path = tmp_path / "model.softreg"
+    path.write_bytes(seeds("model")[0])
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    header = json.loads(members["header.json"])
+    del header["training"]["solver"]
+    members["header.json"] = json.dumps(header).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    result = CliRunner().invoke(cli.main, ["inspect", str(path)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        f"Error: {path}: has a training field 'solver' of None; expected a string.\n"
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# The command line
+
+
+def test_parquet_error_with_a_newline_printed_two_lines(tmp_path):
+    data = bytearray(seeds("parquet")[0])
+    footer = struct.unpack("<I", data[-8:-4])[0]
+    start = len(data) - 8 - footer
+    data[start : start + 8] = b"\xff" * 8  # pyarrow: "Couldn't deserialize thrift: ...\n"
+    path = tmp_path / "bad.parquet"
+    path.write_bytes(bytes(data))
+    output = str(tmp_path / "m.softreg")
+    result = CliRunner().invoke(cli.main, ["fit", str(path), "-t", "label", "-o", output])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"Error: {path}: cannot read as a Parquet file: Couldn't ")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_truncated_npz_printed_a_traceback_from_fit(tmp_path):
+    whole = seeds("npz")[0]
+    path = tmp_path / "cut.npz"
+    path.write_bytes(whole[: len(whole) // 2])
+    result = CliRunner().invoke(cli.main, ["fit", str(path), "-o", str(tmp_path / "m.softreg")])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"Error: {path}: cannot read as a NumPy .npz file: ")
+    assert len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "m.softreg").exists()
