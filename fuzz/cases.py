@@ -49,7 +49,7 @@ class CaseTimeoutError(Exception):
 @dataclass(frozen=True)
 class Outcome:
     kind: str  # "loaded", "refused" or "failure"
-    detail: str = ""  # for a failure: the exception and where it was raised
+    detail: str = ""  # the refusal's message; for a failure, the exception and where
 
 
 def bound_memory():
@@ -85,8 +85,8 @@ def run_case(target_name, data, directory, time_limit=TIME_LIMIT):
             warnings.filterwarnings("error", category=RuntimeWarning, module="softreg")
             target.read(path)
         outcome = Outcome("loaded")
-    except target.error:
-        outcome = Outcome("refused")
+    except target.error as exc:
+        outcome = Outcome("refused", str(exc).split(": ", 1)[-1])
     except Exception as exc:  # the point of the harness: anything else is a finding
         outcome = Outcome("failure", describe(exc))
     finally:

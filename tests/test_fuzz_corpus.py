@@ -42,6 +42,7 @@ def decode_bound():
 def test_mutants_load_or_raise_the_documented_error(target, scratch):
     pool = pool_for(target)
     outcomes = Counter()
+    reasons = set()
 
     @settings(
         max_examples=CASES_PER_TARGET,
@@ -55,8 +56,10 @@ def test_mutants_load_or_raise_the_documented_error(target, scratch):
         outcome = run_case(target, mutant(target, 0, seed, pool), scratch)
         outcomes[outcome.kind] += 1
         assert outcome.kind != "failure", f"seed {seed}: {outcome.detail}"
+        if outcome.kind == "refused":
+            reasons.add(outcome.detail[:25])
 
     case()
     assert sum(outcomes.values()) >= CASES_PER_TARGET
-    # The mutants reach the reader's own checks, not only the first byte.
-    assert outcomes["refused"] > 0 and outcomes["loaded"] > 0, dict(outcomes)
+    # The mutants reach many of the reader's checks, not only the first one.
+    assert len(reasons) >= 3, sorted(reasons)
