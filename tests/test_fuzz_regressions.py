@@ -111,7 +111,9 @@ def test_npy_header_the_tokenizer_rejects_raised_token_error(tmp_path):
         read_table(path)
 
 
-def test_npz_text_past_u10ffff_raised_system_error(tmp_path):
+def test_npz_text_past_u10ffff_made_an_invalid_python_string(tmp_path):
+    # numpy turned code point 0x110000 into a str no Python string may hold: printing or
+    # comparing it fails later (SystemError in a model file's classes_, see below).
     path = hostile("npz", "bad-code-point", tmp_path, ".npz")
     with pytest.raises(DataError, match=r"not valid Unicode \(code point 0x110000\)"):
         column_names(path)
@@ -133,6 +135,19 @@ def test_csv_nul_in_label_was_silently_dropped(tmp_path):
     path = tmp_path / "nul.csv"
     path.write_bytes(b"x,label\n1,a\x00\n2,a\n")
     with pytest.raises(DataError, match=r"'label' has a NUL character in the label in row 1"):
+        read_table(path, target="label")
+
+
+def test_csv_one_long_label_multiplied_the_memory_of_all(tmp_path, monkeypatch):
+    # 3000 labels as fixed-width text as wide as one 50000-character label: 600 MB from 200 kB.
+    monkeypatch.setattr(_archive, "MAX_DECODED_BYTES", DECODED_LIMIT)
+    path = tmp_path / "wide-label.csv"
+    path.write_text("x,label\n" + "0,a\n" * 3000 + "1," + "b" * 50_000 + "\n")
+    with pytest.raises(
+        DataError,
+        match=r"target column 'label' \(3001 labels as wide as the longest, 50000 characters\) "
+        r"would take 572\.4 MiB in memory",
+    ):
         read_table(path, target="label")
 
 

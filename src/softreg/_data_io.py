@@ -615,7 +615,18 @@ def _label_column(path, column, name):
                 column=name,
                 row=with_nul[0],
             )
-        # Fixed-width unicode, not object dtype: labels stay plain data end to end.
+        # Fixed-width unicode, not object dtype: labels stay plain data end to end. Every label
+        # takes the width of the longest, so one long label in a short file would multiply its
+        # size: the array's size is checked first.
+        longest = max(map(len, labels), default=0)
+        try:
+            check_decoded_size(
+                4 * len(labels) * max(longest, 1),
+                f"target column {name!r} ({len(labels)} labels as wide as the longest, "
+                f"{longest} characters)",
+            )
+        except UnreadableFileError as exc:
+            raise DataError(path, f"{exc}.", column=name) from exc
         return np.asarray(labels, dtype=str)
     if pa.types.is_integer(kind):
         return column.to_numpy(zero_copy_only=False).astype(np.int64)
