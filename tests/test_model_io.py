@@ -560,3 +560,33 @@ def test_missing_file_is_file_not_found(tmp_path):
 def test_load_model_is_exported_as_softreg_load(model_path):
     assert softreg.load is load_model
     assert isinstance(softreg.load(model_path), softreg.SoftmaxRegression)
+
+
+def test_model_io_does_not_import_the_estimators():
+    """Imports run one way: _estimator registers its classes with _model_io, never back."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(_model_io))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    assert "softreg._estimator" not in imported
+    assert set(_model_io.ESTIMATORS) == {"SoftmaxRegression", "LinearRegression"}
+    assert _model_io.ESTIMATORS["SoftmaxRegression"] is softreg.SoftmaxRegression
+
+
+def test_load_in_a_fresh_interpreter(model_path):
+    """softreg.load finds the registered estimators without the caller importing them."""
+    import subprocess
+    import sys
+
+    code = f"import softreg; print(type(softreg.load({str(model_path)!r})).__name__)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout == "SoftmaxRegression\n"

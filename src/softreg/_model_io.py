@@ -2,10 +2,12 @@
 
 A softreg model file is a zip archive holding ``header.json`` and one NumPy ``.npy`` member
 per array (``coef_.npy``, ``intercept_.npy``, ``classes_.npy``, ``history_objective.npy``, ...).
-Loading reads JSON and ``.npy`` arrays with ``allow_pickle=False``, checks every array
-against the SHA-256 recorded in the header, checks the shapes agree with each other, and
-builds the estimator from a fixed table of class names: nothing in the file can name code
-to import or run. ``docs/model-format.md`` documents the format; :data:`FORMAT_VERSION`
+Loading reads JSON and ``.npy`` arrays (through :mod:`softreg._archive`, which checks every
+declared size before allocating), checks every array against the SHA-256 recorded in the
+header, checks the shapes agree with each other, and builds the estimator from
+:data:`ESTIMATORS`, the table softreg's estimator classes register into: nothing in the file
+can name code to import or run, and this module never imports the estimator module (which
+imports it to save). ``docs/model-format.md`` documents the format; :data:`FORMAT_VERSION`
 is its version.
 
 Writes are atomic (:func:`atomic_write`): an interrupted save leaves either the old file or
