@@ -151,6 +151,17 @@ def test_csv_one_long_label_multiplied_the_memory_of_all(tmp_path, monkeypatch):
         read_table(path, target="label")
 
 
+def test_csv_wide_header_took_a_gigabyte_in_pyarrow(tmp_path, monkeypatch):
+    # pyarrow's parser takes ~10 KiB per column: a 60 kB header of 30000 columns took 370 MB.
+    monkeypatch.setattr(_archive, "MAX_DECODED_BYTES", DECODED_LIMIT)
+    path = tmp_path / "wide.csv.gz"
+    path.write_bytes(gzip.compress((",".join("x" * 30_000) + "\n").encode()))
+    with pytest.raises(
+        DataError, match=r"a CSV header of 30000 columns \(pyarrow's parser takes some 16 KiB"
+    ):
+        read_table(path)
+
+
 def test_csv_with_a_million_columns_was_called_empty(tmp_path):
     path = hostile("csv", "million-columns", tmp_path, ".csv")
     with pytest.raises(DataError, match=r"has a header line longer than 1 MiB"):

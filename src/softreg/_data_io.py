@@ -88,6 +88,9 @@ _COMPRESSION_SUFFIXES = (".gz", ".bz2")
 _COMPRESSIBLE = ("csv", "svmlight")
 # CSV text is parsed in blocks of this size; the header line must fit in one block.
 _CSV_BLOCK_BYTES = 1 << 20
+# What pyarrow's CSV parser takes per column, measured: 10^5 columns of one row take ~1 GB
+# (and 8 s). A header's width is checked against the decode bound with this before parsing.
+_CSV_BYTES_PER_COLUMN = 16 << 10
 # Names listed in full in "the columns are ..." hints; longer lists are cut.
 _MAX_NAMES_SHOWN = 12
 
@@ -359,6 +362,7 @@ def column_names(path, *, format=None):
     try:
         if format == "csv":
             csv_module = import_optional("pyarrow.csv", "io", "reading CSV files")
+            _check_csv_header(path)
             try:
                 with open_binary(path) as source, csv_module.open_csv(source) as reader:
                     return reader.schema.names
@@ -423,6 +427,7 @@ def _read_csv(path):
     # label is reported instead of becoming the class "".
     convert = csv_module.ConvertOptions(strings_can_be_null=True)
     read = csv_module.ReadOptions(block_size=_CSV_BLOCK_BYTES)
+    _check_csv_header(path)
     try:
         with open_binary(path) as source:
             return csv_module.read_csv(source, read_options=read, convert_options=convert)
@@ -438,6 +443,25 @@ def _read_csv(path):
                 convert_options=convert,
             )
         raise
+
+
+def _check_csv_header(path):
+    """Refuse a CSV header too long or too wide for pyarrow's parser, before it parses."""
+    with open_binary(path) as source:
+        start = source.read(_CSV_BLOCK_BYTES + 1).lstrip(b"\r\n")
+    header = start.split(b"\n", 1)[0]
+    if len(header) >= _CSV_BLOCK_BYTES:
+        raise _empty_csv_error(path)
+    # An upper bound: a quoted name may hold a comma.
+    n_columns = header.count(b",") + 1
+    try:
+        check_decoded_size(
+            n_columns * _CSV_BYTES_PER_COLUMN,
+            f"a CSV header of {n_columns} columns (pyarrow's parser takes some "
+            f"{_CSV_BYTES_PER_COLUMN >> 10} KiB per column)",
+        )
+    except UnreadableFileError as exc:
+        raise DataError(path, f"{exc}; store such wide data as Parquet or .npz.") from exc
 
 
 def _empty_csv_error(path):
