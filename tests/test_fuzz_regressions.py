@@ -3,6 +3,7 @@
 Each test is named after the bug: what escaped (or was silently wrong) before the fix.
 """
 
+import base64
 import bz2
 import gzip
 import io
@@ -190,6 +191,53 @@ def test_svmlight_label_past_int64_wrapped_around(tmp_path):
     table = read_table(path)
     assert table.y.dtype == np.float64
     assert table.y.tolist() == [1e20, 0.0]
+
+
+def test_parquet_label_not_utf8_raised_unicode_decode_error(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # Parquet does not validate text: a string column may hold any bytes.
+    offsets = pa.py_buffer(np.array([0, 1, 2], dtype=np.int32).tobytes())
+    labels = pa.Array.from_buffers(pa.string(), 2, [None, offsets, pa.py_buffer(b"\x80a")])
+    path = tmp_path / "latin1.parquet"
+    pq.write_table(pa.table({"x": [1.0, 2.0], "label": labels}), path)
+    with pytest.raises(DataError, match=r"column 'label' holds text that is not UTF-8"):
+        read_table(path, target="label")
+
+
+# A 1226-byte Parquet file from the atheris campaign whose footer declares a Thrift string far
+# longer than the file: pyarrow allocated it (180 MB) before finding the data missing.
+_THRIFT_BOMB = base64.b64decode(
+    "Qf3mHNu678kBaanFvPGdpLLgvWoWt6+XW6JKdu2hiHceuOWKxJIAQgaN5WtkUhPog//dwH3RlL9mGHJc57g/7Gwq"
+    "su4MrO0JHUMaVrhI/jurwdkgvBPs5beVOO+Ag6X26t3+LJGPjg3JWwOTjIr+15LyW+mvFcNQVrwgn7vxvBy5ET9k"
+    "UVXPV+yIoBphw/RDjmawqj4DqQw7y1+vjvpbISSqcWSM3WELrYBvwVgaoiNzXuSnJ+cqMCXNmCdNumyl/0mW/mIy"
+    "7mAP0uOuNbq2XaTVRr6DBZ+j9loBmwtop8wy1+h61fYBMcO+hju0r7tpm7dswvikVjI8PBo3y4pJXgCfYaBaswhZ"
+    "mPh5saZgtCCK1KIqLxwOP5npqu+bPP+IhRIbwPRgN+7iNn3PulrY5ebKCP9kujBX7xLzMLF4Wsl4lakKsT+JQNFS"
+    "j4JQZX7MKzbO6HBquVxqC2dBANKwAEe2mgUidF7FsCVZKcMYmIKtnfl5GbOZD5hGiKfj003jCLJNMeVDl3gOwuuZ"
+    "PDSxb9D8ikme7RpIHRlzzAkhy077NjFyICa8uJzpvS9M+DQzwKiJPrrj456sIPBYvXEweZFlua0i+inWSBbYSVXs"
+    "qm0q5ywyfl4ZPZe5WdXP9Qz8rntC69O4lTmFF6RNVlkgFdI2WPFHCxyRFEo71MKC4pQkEC5w3KsOeN7xmRP3B9j0"
+    "2tBqQZePuVg4b53PX719horw8OJ50TMIYDhpjTxTzaNNMhRjseDUzEE1Xms5FWMTA6CJJ5GRJzbd6Cnx2ZM4MOBe"
+    "E7/hneiXUCeD2P7Ek+8F5sfyZtRtxk8YdUmbfI6Y7v51qUaOMBQY2BbBtKNHh7dFkpAXOCYcMIq3fkLCH9jYeUgW"
+    "BBkcGSwmABwVChk1AAYQGTgBeARsaXN0B2VsZW1lbnQVAhYEFtgBFuABJkgmCBwYCAAAAAAAAABAGAgAAAAAAADw"
+    "PxYAKAgAAAAAAAAAQBgIAAAAAAAA8D8REQAZLBUEFQAVAgAVABUQFQIAPCkmBAAZRgAAAAQAAAAmABwVDBk1AAYQ"
+    "GRgFbGFiZWwqAhYEFnwWhAEmnAIm6AEcNgAoAWIYAWEREQAZLBUEFQAVAgAVABUQFQIAPBYEGQYZJgAEAAAAFtQC"
+    "FgQmCBbkAgAZHBgMQVJST1c6c2NoZW1hGKACLy8vLy85QUFBQUFRQUFBQUFBQUtBQXdBQmdBRkFBZ0FDZ0FBQUFB"
+    "QkJBQU1BQUFBQ0FBSUFBQUFCQUFJQUFBQUJBQUFBQUlBQUFBd0FBQUFCQUFBQUt64C8vLzhBQUFFRkVBQUFBQmdB"
+    "QUFBRUFBQUFBQUFBQUFVQUFBQnNZV0psYkFBQUFOai8vLy9VLy8vL0FBQUJEQlFBQUFBY0FBQUFCQUFBQUFFQUFB"
+    "QWtBQUFBQVFBQUFIZ0FBQUFFQUFRQUJBQUFBQkFBRkFBSUFBWUFCd0FNQUFBQUVBQVFBQUFBQUFBQkF4QUFBQUFj"
+    "QUFBQUJBQUFBQUFBQUFBRUFBQUFhWFJsYlFBQUJnQUlBQVlBQmdBQUFBQUFBZ0FBQUFBQQAYIHBhcnF1ZXQtY3Bw"
+    "LWFycm93IHZlcnNpb24gMjYuMC4xGSwcAAAcAAAAeAIAAFBBUjE="
+)
+
+
+def test_parquet_footer_declaring_a_huge_string_took_180_mb(tmp_path):
+    path = tmp_path / "bomb.parquet"
+    path.write_bytes(_THRIFT_BOMB)
+    # "Exceeded size limit": the decoder stopped at the file's size, before allocating.
+    for read in (column_names, read_table):
+        with pytest.raises(DataError, match=r"Couldn't deserialize thrift: .*Exceeded size limit"):
+            read(path)
 
 
 # ------------------------------------------------------------------------------------------

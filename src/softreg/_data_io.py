@@ -371,7 +371,8 @@ def column_names(path, *, format=None):
                     raise _empty_csv_error(path) from exc
                 raise
         parquet = import_optional("pyarrow.parquet", "io", "reading Parquet files")
-        return parquet.read_schema(path).names
+        with _parquet_file(parquet, path) as file:
+            return file.schema_arrow.names
     except _arrow_errors(pa) as exc:
         raise _arrow_data_error(path, format, exc) from exc
 
@@ -478,12 +479,24 @@ def _empty_csv_error(path):
     return DataError(path, "is empty; expected a header line and data rows.")
 
 
+def _parquet_file(parquet, path):
+    """A Parquet file whose footer may not declare strings or lists longer than the file.
+
+    pyarrow's Thrift decoder allocates what a footer declares (up to 100 MB per string by
+    default) before it finds the data missing: a 1 kB file took 180 MB.
+    """
+    size = max(os.path.getsize(path), 1)
+    return parquet.ParquetFile(
+        path, thrift_string_size_limit=size, thrift_container_size_limit=size
+    )
+
+
 def _read_parquet(path):
     parquet = import_optional("pyarrow.parquet", "io", "reading Parquet files")
-    # The footer declares the table's size: check it before the columns are read.
     # ParquetFile.read, not read_table: the dataset layer refuses repeated column names
     # with an unhelpful message; they are reported by name below.
-    with parquet.ParquetFile(path) as file:
+    with _parquet_file(parquet, path) as file:
+        # The footer declares the table's size: check it before the columns are read.
         metadata = file.metadata
         declared = sum(
             metadata.row_group(index).total_byte_size for index in range(metadata.num_row_groups)
@@ -575,7 +588,7 @@ def _numeric_column(path, column, name):
     if column.null_count == len(column):
         raise DataError(path, f"column {name!r} is empty in every row.", column=name)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        for row, value in enumerate(column.to_pylist(), start=1):
+        for row, value in enumerate(_texts(path, column, name), start=1):
             if value is not None and not _parses_as_float(value):
                 raise DataError(
                     path,
@@ -610,6 +623,16 @@ def _numeric_column(path, column, name):
     return values
 
 
+def _texts(path, column, name):
+    """A text column as Python strings; Parquet does not guarantee its text is UTF-8."""
+    try:
+        return column.to_pylist()
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            path, f"column {name!r} holds text that is not UTF-8 ({exc.reason}).", column=name
+        ) from exc
+
+
 def _parses_as_float(value):
     try:
         float(value)
@@ -629,7 +652,7 @@ def _label_column(path, column, name):
             path, f"target column {name!r} has a missing label in row {row}.", column=name, row=row
         )
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        labels = column.to_pylist()
+        labels = _texts(path, column, name)
         # NumPy's fixed-width text drops trailing NULs: "a\0" would silently become "a".
         with_nul = [row for row, label in enumerate(labels, start=1) if "\x00" in label]
         if with_nul:
