@@ -40,6 +40,7 @@ __all__ = [
     "UnreadableFileError",
     "ZipArrays",
     "check_decoded_size",
+    "compression",
     "npy_from_bytes",
     "one_line",
     "open_binary",

@@ -54,6 +54,7 @@ from softreg._archive import (
     UnreadableFileError,
     ZipArrays,
     check_decoded_size,
+    compression,
     one_line,
     open_binary,
 )
@@ -364,7 +365,7 @@ def column_names(path, *, format=None):
             csv_module = import_optional("pyarrow.csv", "io", "reading CSV files")
             _check_csv_header(path)
             try:
-                with open_binary(path) as source, csv_module.open_csv(source) as reader:
+                with _csv_source(pa, path) as source, csv_module.open_csv(source) as reader:
                     return reader.schema.names
             except pa.ArrowInvalid as exc:
                 if "Empty CSV file" in str(exc):
@@ -430,20 +431,39 @@ def _read_csv(path):
     read = csv_module.ReadOptions(block_size=_CSV_BLOCK_BYTES)
     _check_csv_header(path)
     try:
-        with open_binary(path) as source:
+        with _csv_source(pa, path) as source:
             return csv_module.read_csv(source, read_options=read, convert_options=convert)
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):
             raise _empty_csv_error(path) from exc
         # The multi-threaded reader does not say where a parse error is; a single-threaded
         # re-read does ("Row #N").
-        with open_binary(path) as source:
+        with _csv_source(pa, path) as source:
             csv_module.read_csv(
                 source,
                 read_options=csv_module.ReadOptions(block_size=_CSV_BLOCK_BYTES, use_threads=False),
                 convert_options=convert,
             )
         raise
+
+
+@contextlib.contextmanager
+def _csv_source(pa, path):
+    """What pyarrow parses: the file itself, or its decompressed text in memory.
+
+    Never a Python file object: pyarrow reads ahead on threads of its own, and a read that
+    failed part-way left such a thread calling into a stream already closed (segmentation
+    faults in the fuzz tests). So compressed text is decompressed here, within the decode
+    bound, and a plain file is opened by pyarrow without guessing a compression from its name.
+    """
+    if compression(path) is None:
+        check_decoded_size(os.path.getsize(path), "the file")
+        with pa.OSFile(path, "rb") as source:
+            yield source
+    else:
+        with open_binary(path) as stream:
+            text = stream.read()
+        yield pa.BufferReader(text)
 
 
 def _check_csv_header(path):
