@@ -39,7 +39,14 @@ with atheris.instrument_imports(
     exclude=["softreg._fused"],
 ):
     from fuzz.campaign import MAX_CASE_BYTES, pool_for, write_row
-    from fuzz.cases import TIME_LIMIT, bound_memory, run_case, scratch_directory, warm_up
+    from fuzz.cases import (
+        TIME_LIMIT,
+        bound_memory,
+        run_case,
+        scratch_directory,
+        signature,
+        warm_up,
+    )
     from fuzz.mutate import mutate
     from fuzz.targets import TARGETS
 
@@ -69,7 +76,7 @@ def main(argv):
             write_summary()
         if outcome.kind != "failure":
             return
-        key = outcome.detail.split(":", 1)[0] + " at " + outcome.detail.rsplit(" at ", 1)[-1]
+        key = signature(outcome.detail)
         folder = os.path.join(out, "failures", target)
         os.makedirs(folder, exist_ok=True)
         name = hashlib.sha1(data).hexdigest() + suffix

@@ -33,7 +33,7 @@ import sys
 import time
 from collections import Counter
 
-from fuzz.cases import bound_memory, log, run_case, scratch_directory, warm_up
+from fuzz.cases import bound_memory, log, run_case, scratch_directory, signature, warm_up
 from fuzz.hostile import hostile_seeds
 from fuzz.mutate import mutate, new_rng
 from fuzz.seeds import seeds
@@ -87,7 +87,7 @@ def _keep_failure(out, target, index, data, detail, bugs):
     name = f"case-{index}{TARGETS[target].suffix}"
     with open(os.path.join(folder, name), "wb") as handle:
         handle.write(data)
-    key = detail.split(":", 1)[0] + " at " + detail.rsplit(" at ", 1)[-1]
+    key = signature(detail)
     if key not in bugs:
         bugs[key] = {"detail": detail, "example": name, "count": 0}
         log(f"[{target}] FAILURE case {index}: {detail}")
