@@ -43,6 +43,7 @@ from softreg._params import validate_params
 
 __all__ = [
     "ESTIMATORS",
+    "ESTIMATOR_NAMES",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "ModelFile",
@@ -57,9 +58,11 @@ __all__ = [
 FORMAT_NAME = "softreg-model"
 #: Version of the file layout. Readers refuse files with a larger version.
 FORMAT_VERSION = 1
-#: The estimator classes a model file may name, by name: filled by :func:`register_estimator`
-#: as softreg's estimator module defines them. Any other name is refused; a name read from a
-#: file is only looked up here, never imported.
+#: The estimator classes a model file may name. Any other name is refused; a name read from a
+#: file is only looked up in :data:`ESTIMATORS`, never imported.
+ESTIMATOR_NAMES = ("SoftmaxRegression", "LinearRegression")
+#: The classes themselves, by name: filled by :func:`register_estimator` as softreg's estimator
+#: module defines them.
 ESTIMATORS: dict[str, type] = {}
 
 _HEADER_MEMBER = "header.json"
@@ -106,8 +109,26 @@ def register_estimator(estimator_class):
     type
         ``estimator_class``, unchanged.
     """
+    if estimator_class.__name__ not in ESTIMATOR_NAMES:
+        raise ValueError(
+            f"model files name only {', '.join(ESTIMATOR_NAMES)}; got {estimator_class.__name__}."
+        )
     ESTIMATORS[estimator_class.__name__] = estimator_class
     return estimator_class
+
+
+def _estimator_class(name):
+    """The registered class named ``name``, one of :data:`ESTIMATOR_NAMES`.
+
+    The estimator module registers its classes when it is imported, and ``softreg`` imports it
+    on first use of a public estimator name (PEP 562): a model loaded before any estimator was
+    used asks the package for the class by its fixed public name, never for a module.
+    """
+    if name not in ESTIMATORS:
+        import softreg
+
+        getattr(softreg, name)
+    return ESTIMATORS[name]
 
 
 class ModelFileError(ValueError):
@@ -251,8 +272,8 @@ def _model_header_and_arrays(estimator, metadata):
     from softreg import __version__
 
     name = type(estimator).__name__
-    if ESTIMATORS.get(name) is not type(estimator):
-        raise ValueError(f"`estimator` must be one of {', '.join(ESTIMATORS)}; got {name}.")
+    if name not in ESTIMATOR_NAMES or _estimator_class(name) is not type(estimator):
+        raise ValueError(f"`estimator` must be one of {', '.join(ESTIMATOR_NAMES)}; got {name}.")
     if not hasattr(estimator, "coef_"):
         raise ValueError(f"`estimator` must be fitted before saving; this {name} has no `coef_`.")
     arrays = {
@@ -551,11 +572,11 @@ def _check_header_fields(path, header):
             raise ModelFileError(
                 path, f"has a header field {key!r} of type {type(header[key]).__name__}."
             )
-    if header["estimator"] not in ESTIMATORS:
+    if header["estimator"] not in ESTIMATOR_NAMES:
         raise ModelFileError(
             path,
             f"names the estimator {header['estimator']!r}; softreg loads only "
-            f"{', '.join(ESTIMATORS)}.",
+            f"{', '.join(ESTIMATOR_NAMES)}.",
         )
     if not _is_count(header["n_features"]):
         raise ModelFileError(
@@ -683,7 +704,7 @@ def _decode(value):
 def _build_estimator(path, header, arrays):
     name = header["estimator"]
     # The class comes from softreg's own registry, never from a name in the file.
-    estimator_class = ESTIMATORS[name]
+    estimator_class = _estimator_class(name)
     known = set(estimator_class().get_params(deep=False))
     unknown = sorted(set(header["params"]) - known)
     if unknown:
