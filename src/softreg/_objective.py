@@ -360,6 +360,14 @@ def _hessp_sums(index, block, loss, coef, intercept, direction_coef, direction_i
     return part_c, part_b, float(block.X.shape[0] if w is None else w.sum(dtype=np.float64))
 
 
+def _class_curvature_sums(index, block, loss, coef, intercept, cache):
+    """``(Σ_block s (diag(p) - p pᵀ)``, the block's weight total) at θ, for the preconditioner."""
+    proba = cache.get(index, block, loss, coef, intercept)
+    w = block.sample_weight
+    total = float(block.X.shape[0] if w is None else w.sum(dtype=np.float64))
+    return _preconditioner.class_curvature(proba, w), total
+
+
 # --------------------------------------------------------------------------------------------
 # The objective: blocks reduced, normalised once, penalty added, certificate computed.
 # --------------------------------------------------------------------------------------------
@@ -413,6 +421,7 @@ class Objective:
         self.transposed_coef = bool(transposed_coef)
         self._shape = None  # (rows, blocks), counted when first needed
         self._mean_cross = None
+        self._moments = None  # feature_moments(), once: False where it does not apply
 
     # -- parameters ----------------------------------------------------------------------
     def unpack(self, theta):
@@ -533,7 +542,7 @@ class Objective:
         polished[self.n_coef :] = intercept
         return polished
 
-    def hessp(self, theta, every=1):
+    def hessp(self, theta, every=1) -> HessianProduct:
         """Return ``v ↦ ∇²R(θ) v`` (exact; one pass over the data per product).
 
         ``every > 1`` gives the Hessian of the rows of every ``every``-th block instead (each
@@ -543,21 +552,38 @@ class Objective:
 
         The per-block curvature (the probabilities at ``θ``) is kept between products while
         it fits in ``_CURVATURE_CACHE_BYTES``, a fixed budget, and recomputed otherwise, so
-        memory stays bounded whatever the number of rows.
+        memory stays bounded whatever the number of rows. The returned product also builds
+        its preconditioner (:meth:`HessianProduct.preconditioner`).
         """
-        coef, intercept = self._cast(theta)
-        cache = CurvatureCache(_CURVATURE_CACHE_BYTES)
+        return HessianProduct(self, theta, every)
 
-        def product(v):
-            direction_coef, direction_intercept = self._cast(v)
-            args = (self.loss, coef, intercept, direction_coef, direction_intercept, cache)
-            hc, hb, S = self.source.reduce(_hessp_sums, *args, every=every)
-            if every > 1 and not S > 0:  # the subsample has no weight: use every row
-                return self.hessp(theta)(v)
-            v_coef, _ = self.unpack(v)
-            return self.pack(self._in_layout(hc) / S + self.alpha * v_coef, hb / S)
+    def feature_moments(self):
+        """``C = (1/S) Σ s_i x̃_i x̃_iᵀ`` decomposed, for the Kronecker preconditioner, or None.
 
-        return product
+        None where it does not apply: squared loss, sparse ``X``, or more than
+        ``_preconditioner.MAX_FEATURES`` columns (with the intercept's). Estimated once, from
+        a strided subset of about ``_preconditioner.MOMENT_ROWS`` rows: a preconditioner need
+        not be exact.
+        """
+        if self._moments is None:
+            self._moments = False  # computed, and not applicable
+            D = self.n_features + (1 if self.fit_intercept else 0)
+            applies = isinstance(self.loss, SoftmaxLoss) and not self.source.sparse
+            if applies and D <= _preconditioner.MAX_FEATURES:
+                rows, blocks = self._source_shape()
+                stride = max(1, min(blocks, rows // _preconditioner.MOMENT_ROWS))
+                total = self.source.reduce(
+                    _preconditioner.feature_moment_sums, self.fit_intercept, every=stride
+                )
+                if total is not None and total[1] > 0:
+                    self._moments = _preconditioner.FeatureMoments(total[0] / total[1])
+        return self._moments or None
+
+    def _source_shape(self):
+        """``(n_samples, n_blocks)`` of the source, counted once."""
+        if self._shape is None:
+            self._shape = self.source.shape()
+        return self._shape
 
     def hessian_subsample(self) -> int:
         """The block stride ``every`` for :meth:`hessp` that Newton-CG uses.
@@ -570,9 +596,7 @@ class Objective:
         Hessian by roughly ``sqrt(n_params / rows)``, a few percent: Newton's steps stay
         good while each Hessian-vector product reads a fraction of the data.
         """
-        if self._shape is None:
-            self._shape = self.source.shape()
-        rows, blocks = self._shape
+        rows, blocks = self._source_shape()
         every = 1
         while (
             2 * every <= _HESSIAN_MAX_STRIDE
@@ -638,6 +662,43 @@ class Objective:
                 + t * (mean_entropy - float(entr(u).sum()) + along_coef)
             )
         return max(bound, 0.0)
+
+
+class HessianProduct:
+    """``v ↦ ∇²R(θ) v`` at one ``θ`` (see :meth:`Objective.hessp`), and its preconditioner."""
+
+    def __init__(self, objective: Objective, theta, every=1):
+        self.objective, self.theta, self.every = objective, theta, every
+        self.coef, self.intercept = objective._cast(theta)
+        self.cache = CurvatureCache(_CURVATURE_CACHE_BYTES)
+
+    def __call__(self, v):
+        objective = self.objective
+        direction_coef, direction_intercept = objective._cast(v)
+        args = (objective.loss, self.coef, self.intercept, direction_coef, direction_intercept)
+        hc, hb, S = objective.source.reduce(_hessp_sums, *args, self.cache, every=self.every)
+        if self.every > 1 and not S > 0:  # the subsample has no weight: use every row
+            return objective.hessp(self.theta)(v)
+        v_coef, _ = objective.unpack(v)
+        return objective.pack(objective._in_layout(hc) / S + objective.alpha * v_coef, hb / S)
+
+    def preconditioner(self):
+        """``r ↦ M⁻¹ r`` for CG (see :mod:`softreg._preconditioner`), or None where it won't pay.
+
+        The class curvature ``A`` is summed from the probabilities the products use, computed
+        here through the same cache, so it costs no extra pass while the cache holds them.
+        """
+        objective = self.objective
+        moments = objective.feature_moments()
+        if moments is None or not _preconditioner.worth_it(moments, objective.alpha):
+            return None
+        args = (objective.loss, self.coef, self.intercept, self.cache)
+        total = objective.source.reduce(_class_curvature_sums, *args, every=self.every)
+        if total is None or not total[1] > 0:
+            return None
+        return _preconditioner.KroneckerPreconditioner(
+            total[0] / total[1], moments, objective.alpha, objective.unpack, objective.pack
+        )
 
 
 def in_memory(X, target, sample_weight=None, *, n_outputs=None, rows=None):
