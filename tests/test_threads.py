@@ -75,3 +75,25 @@ def test_blas_threads_single_below_the_threshold(shape, limited):
         controllers = ThreadpoolController().lib_controllers
         threads = {lib.num_threads for lib in controllers if lib.user_api == "blas"}
     assert threads == ({1} if limited else {2})
+
+
+def test_loaded_libraries_are_scanned_once_per_process(monkeypatch):
+    """threadpoolctl's scan (2–25 ms) runs once, not in every fit."""
+    import threadpoolctl
+
+    from softreg import SoftmaxRegression
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((60, 3)), np.arange(60) % 3
+    SoftmaxRegression(solver="lbfgs").fit(X, y)  # the first fit may scan
+    scans = []
+    original = threadpoolctl.ThreadpoolController.__init__
+
+    def counting(self, *args, **kwargs):
+        scans.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(threadpoolctl.ThreadpoolController, "__init__", counting)
+    for solver in ("lbfgs", "newton-cg"):  # both limit BLAS threads; L-BFGS scipy's pool too
+        assert SoftmaxRegression(solver=solver).fit(X, y).converged_
+    assert scans == []

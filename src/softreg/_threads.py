@@ -4,23 +4,48 @@ Small matrix products lose badly to thread start-up and synchronisation: on a 2-
 1797 × 64 × 10 product (digits) ran 20× slower with two OpenBLAS threads than with one while
 the other core was busy. Work per pass below the threshold runs single-threaded; larger
 problems keep the library's default. `make bench` measures both sides of the threshold.
+
+threadpoolctl finds the thread pools by scanning every loaded shared library, 2–25 ms per
+scan (more on a busy machine), so the scan is done once per process (:func:`_controller`):
+the BLAS libraries that matter (NumPy's and scipy's) are loaded with softreg itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 
-from threadpoolctl import ThreadpoolController, threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 # Multiply-adds per pass (n_samples × n_features × n_outputs) below which one thread is faster.
 SINGLE_THREAD_BELOW = 20_000_000
 
 
+@functools.cache
+def _controller() -> ThreadpoolController:
+    """The thread pools of the libraries loaded in this process, scanned once."""
+    return ThreadpoolController()
+
+
+@functools.cache
+def _scipy_blas():
+    """The controllers of the BLAS libraries that scipy bundles (not NumPy's)."""
+    import scipy
+
+    scipy_root = str(Path(scipy.__file__).resolve().parent)
+    return [
+        library
+        for library in _controller().lib_controllers
+        if library.user_api == "blas"
+        and str(Path(library.filepath).resolve()).startswith(scipy_root)  # scipy/, scipy.libs/
+    ]
+
+
 def blas_threads(n_samples: int, n_features: int, n_outputs: int):
     """Context manager limiting BLAS to one thread for small problems, a no-op otherwise."""
     if n_samples * n_features * n_outputs < SINGLE_THREAD_BELOW:
-        return threadpool_limits(limits=1, user_api="blas")
+        return _controller().limit(limits=1, user_api="blas")
     return contextlib.nullcontext()
 
 
@@ -35,15 +60,7 @@ def scipy_blas_single_thread():
     47–56 ms in a plain loop, and 55 ms with scipy's pool limited to one thread. Where scipy
     and NumPy share one BLAS (system or conda builds) there is one pool and nothing changes.
     """
-    import scipy
-
-    scipy_root = str(Path(scipy.__file__).resolve().parent)
-    libraries = [
-        library
-        for library in ThreadpoolController().lib_controllers
-        if library.user_api == "blas"
-        and str(Path(library.filepath).resolve()).startswith(scipy_root)  # scipy/, scipy.libs/
-    ]
+    libraries = _scipy_blas()
     before = [library.num_threads for library in libraries]
     try:
         for library in libraries:
