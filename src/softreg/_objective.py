@@ -35,7 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import entr
 
-from softreg import _fused
+from softreg import _fused, _preconditioner
 from softreg._sources import ArraySource, Block, block_rows
 
 __all__ = ["Block", "Evaluation", "Objective", "SoftmaxLoss", "SquaredLoss", "block_rows"]
