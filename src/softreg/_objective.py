@@ -81,10 +81,15 @@ def _matmul_t(X, M):
 
 
 def _rows_t_x(R, X):
-    """``Rᵀ X`` for dense ``R`` (n, K) and dense or sparse ``X`` (n, D) -> dense (K, D)."""
-    if sp.issparse(X):
-        return np.asarray((X.T @ R).T)
-    return R.T @ X
+    """``Rᵀ X`` for dense ``R`` (n, K) and dense or sparse ``X`` (n, D) -> dense (K, D).
+
+    Computed as ``(Xᵀ R)ᵀ`` (a Fortran-ordered result): scipy's sparse product wants that
+    form, and OpenBLAS runs the dense one faster with ``R`` untransposed when K is small
+    (1 thread, 1347 × 64 × 10: 54 against 67 µs; 256 × 784 × 10: 130 against 231 µs; equal
+    within 2 % at K = 26, 100, 1000). Block sums stay in that layout and are put in θ's
+    layout once per pass.
+    """
+    return np.asarray((X.T @ R).T)
 
 
 def _weighted_sum(values, weight):
