@@ -199,13 +199,29 @@ def test_solver_auto_and_default_tol(digits):
 
 @pytest.mark.parametrize(("n_features", "solver"), [(199, "newton-cg"), (200, "lbfgs")])
 def test_solver_auto_threshold(n_features, solver):
-    """Newton-CG up to 2000 parameters (10 classes × 200 = 2000), L-BFGS from 2010."""
+    """Newton-CG up to 2000 parameters (10 classes × 200 = 2000), L-BFGS from 2010 on
+    well-conditioned dense features (Gaussian: C's eigenvalue spread ~3)."""
     rng = np.random.default_rng(0)
-    X, y = rng.standard_normal((40, n_features)), np.arange(40) % 10
+    X, y = rng.standard_normal((400, n_features)), np.arange(400) % 10
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = SoftmaxRegression(alpha=1.0, max_iter=2).fit(X, y)
     assert model.solver_ == solver
+
+
+@pytest.mark.parametrize("kind", ["sparse", "ill-conditioned"])
+def test_solver_auto_newton_beyond_the_threshold(kind):
+    """Beyond 2000 parameters Newton-CG on sparse data and where its preconditioner pays."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((400, 200)), np.arange(400) % 10
+    if kind == "sparse":
+        X = sp.random(400, 200, density=0.05, format="csr", random_state=0)
+    else:  # features on scales 1e-2 .. 1e2: C's eigenvalue spread ~1e8
+        X *= np.logspace(-2, 2, 200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = SoftmaxRegression(alpha=1.0, max_iter=2).fit(X, y)
+    assert model.solver_ == "newton-cg"
 
 
 def test_newton_cg_certifies_past_the_rounding_of_the_objective():

@@ -584,6 +584,11 @@ class Objective:
                     self._moments = _preconditioner.FeatureMoments(total[0] / total[1])
         return self._moments or None
 
+    def preconditioner_pays(self) -> bool:
+        """Whether Newton-CG's products get the Kronecker preconditioner on these data."""
+        moments = self.feature_moments()
+        return moments is not None and _preconditioner.worth_it(moments, self.alpha)
+
     def _source_shape(self):
         """``(n_samples, n_blocks)`` of the source, counted once."""
         if self._shape is None:
@@ -694,15 +699,18 @@ class HessianProduct:
         here through the same cache, so it costs no extra pass while the cache holds them.
         """
         objective = self.objective
-        moments = objective.feature_moments()
-        if moments is None or not _preconditioner.worth_it(moments, objective.alpha):
+        if not objective.preconditioner_pays():
             return None
         args = (objective.loss, self.coef, self.intercept, self.cache)
         total = objective.source.reduce(_class_curvature_sums, *args, every=self.every)
         if total is None or not total[1] > 0:
             return None
         return _preconditioner.KroneckerPreconditioner(
-            total[0] / total[1], moments, objective.alpha, objective.unpack, objective.pack
+            total[0] / total[1],
+            objective.feature_moments(),
+            objective.alpha,
+            objective.unpack,
+            objective.pack,
         )
 
 
