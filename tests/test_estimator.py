@@ -925,3 +925,67 @@ def test_features_just_within_range_fit_without_overflow(dtype, scale):
             warnings.simplefilter("error", RuntimeWarning)
             model = SoftmaxRegression(solver=solver, max_iter=50).fit(X, y)
         assert np.isfinite(model.optimality_gap_bound_) and np.isfinite(model.objective_)
+
+
+PREDICTIONS = ("predict", "predict_proba", "predict_log_proba", "decision_function")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_serving_fast_path_skips_validation_and_matches_it(monkeypatch, digits, dtype):
+    """Native float ndarrays skip scikit-learn's validation, with the same results."""
+    X, y, _ = digits
+    X = X.astype(dtype)
+    model = SoftmaxRegression(alpha=1e-2).fit(X, y)
+    # A DataFrame without column names goes through the validation and comes out as X.
+    validated = {method: getattr(model, method)(pd.DataFrame(X)) for method in PREDICTIONS}
+
+    def no_validation(*args, **kwargs):
+        raise AssertionError("validated")
+
+    monkeypatch.setattr(SoftmaxRegression, "_validate_features", no_validation)
+    for method in PREDICTIONS:
+        fast = getattr(model, method)(X)
+        assert fast.dtype == validated[method].dtype
+        assert_array_equal(fast, validated[method])
+        assert_array_equal(getattr(model, method)(np.asfortranarray(X)), fast)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [(np.nan, "Input X contains NaN"), (np.inf, "Input X contains infinity")],
+)
+def test_serving_rejects_non_finite_rows(value, message):
+    model = SoftmaxRegression(alpha=1e-2).fit(X_SMALL, Y_SMALL)
+    row = X_SMALL[:1].copy()
+    row[0, 2] = value
+    for method in PREDICTIONS:
+        with pytest.raises(ValueError, match=message):
+            getattr(model, method)(row)
+
+
+def test_serving_logits_that_overflow_are_validated_not_rejected(monkeypatch):
+    """Finite entries whose logits overflow take the full validation, which accepts them."""
+    model = SoftmaxRegression(alpha=1e-2).fit(X_SMALL, Y_SMALL)
+    row = np.full((1, X_SMALL.shape[1]), 1e308)
+    assert model._servable(row)
+    seen = []
+    original = SoftmaxRegression._validate_features
+
+    def spy(self, X, reset):
+        seen.append(X)
+        return original(self, X, reset)
+
+    monkeypatch.setattr(SoftmaxRegression, "_validate_features", spy)
+    model.predict_proba(X_SMALL)
+    assert seen == []  # finite logits: no validation
+    # Logits of 1e308-sized features overflow: that is the arithmetic's, not the check's.
+    with np.errstate(over="ignore", invalid="ignore"):
+        logits = model.decision_function(row)
+    assert len(seen) == 1 and seen[0] is row
+    assert not np.all(np.isfinite(logits))
+
+
+def test_serving_empty_input_still_raises():
+    model = SoftmaxRegression(alpha=1e-2).fit(X_SMALL, Y_SMALL)
+    with pytest.raises(ValueError, match=r"Found array with 0 sample\(s\)"):
+        model.predict_proba(np.empty((0, X_SMALL.shape[1])))

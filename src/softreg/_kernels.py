@@ -31,6 +31,9 @@ def _shift(logits, axis):
     elsewhere), and a row of only -inf entries (or no entries) is shifted by 0 and stays -inf.
     """
     top = np.max(logits, axis=axis, keepdims=True, initial=-np.inf)
+    if np.isfinite(top).all():  # the usual case, in one pass: no row needs its limit
+        with np.errstate(over="ignore"):  # -largest - largest -> -inf, whose exp is 0
+            return top, logits - top
     # -largest - largest overflows to -inf, whose exp is the correct 0. A NaN maximum makes
     # the whole row NaN, which is what a row containing NaN becomes anyway.
     with np.errstate(over="ignore"):
@@ -65,10 +68,11 @@ def _log_softmax(logits, axis):
 def _softmax(logits, axis):
     """softmax for a validated float array and a non-negative axis."""
     _, shifted = _shift(logits, axis)
-    unnormalized = np.exp(shifted)
+    unnormalized = np.exp(shifted, out=shifted)  # a new array: overwritten in place
     # The row sum is >= 1 unless every entry is -inf: then 0 / 0 = NaN, on purpose.
     with np.errstate(invalid="ignore"):
-        return unnormalized / np.sum(unnormalized, axis=axis, keepdims=True)
+        unnormalized /= np.sum(unnormalized, axis=axis, keepdims=True)
+    return unnormalized
 
 
 def _sigmoid(logits):

@@ -33,9 +33,10 @@ MAX_FEATURES = 1024
 # Rows of X used to estimate C (a strided subset): C need only be right to tens of percent.
 MOMENT_ROWS = 8192
 # C's eigenvalue spread (largest over median) from which the preconditioner is used: letter
-# (54) and digits' pixels (728) gain 2x in products, standardised digits (18) ~10 %, and
-# Gaussian features (1.4) have nothing to gain (see :func:`worth_it`).
-MIN_SPREAD = 10.0
+# (54) and digits' pixels (728) need half the products with it; standardised digits (18) only
+# ~10 % fewer, within what the extra work per product and the noise eat; Gaussian features
+# (1.4) nothing (see :func:`worth_it`).
+MIN_SPREAD = 30.0
 
 
 class FeatureMoments:
@@ -54,10 +55,10 @@ def worth_it(moments: FeatureMoments, alpha: float) -> bool:
     from the features (scales, correlations, offsets) rather than from the classes. Measured
     Hessian-vector products of Newton-CG to a 1e-6 certificate at alpha 1e-4, without and
     with: digits' pixels (spread 728) 193 and 103, letter (54) 131 and 61, standardised
-    digits (18) 219 and 198; Gaussian features (1.4) would only pay for the preconditioner's
-    products. Never with ``α = 0``: ``A`` is singular along ``1`` (adding a vector to every
-    class's coefficients changes nothing), so ``M⁻¹`` would amplify rounding along
-    directions where R is flat.
+    digits (18) 219 and 198 (left unpreconditioned); Gaussian features (1.4) would only pay
+    for the preconditioner's products. Never with ``α = 0``: ``A`` is singular along ``1``
+    (adding a vector to every class's coefficients changes nothing), so ``M⁻¹`` would
+    amplify rounding along directions where R is flat.
     """
     if not alpha > 0:
         return False
