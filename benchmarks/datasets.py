@@ -193,16 +193,33 @@ def _load_digits() -> Dataset:
     )
 
 
-def _synthetic(n_samples: int, n_features: int, n_classes: int, dtype: str) -> Dataset:
-    """Gaussian features, labels drawn from a softmax model with logits of spread ~2.
+def _load_digits_standardised() -> Dataset:
+    """digits with ``StandardScaler`` fitted on the training rows: the usual preprocessing."""
+    from sklearn.preprocessing import StandardScaler
+
+    digits = _load_digits()
+    scaler = StandardScaler().fit(digits.X_train)
+    digits.name = "digits-standardised"
+    digits.X_train = np.ascontiguousarray(scaler.transform(digits.X_train))
+    digits.X_test = np.ascontiguousarray(scaler.transform(digits.X_test))
+    digits.source = "sklearn.datasets.load_digits, StandardScaler fitted on the 75 % train split"
+    return digits
+
+
+def _synthetic(
+    n_samples: int, n_features: int, n_classes: int, dtype: str, spread: float = 2.0
+) -> Dataset:
+    """Gaussian features, labels drawn from a softmax model with logits of spread ``spread``.
 
     The float32 data set is the float64 one rounded, with the same labels, so both dtypes
-    pose the same problem up to rounding of ``X``.
+    pose the same problem up to rounding of ``X``. A large spread (20) makes the classes
+    nearly separable: few rows sit near a boundary, and at small alpha the optimum has large
+    coefficients and a Hessian close to singular.
     """
     n_test = min(n_samples // 4, 20000)
     rng = np.random.default_rng([n_samples, n_features, n_classes])
     X = rng.standard_normal((n_samples + n_test, n_features))
-    coef = rng.standard_normal((n_classes, n_features)) * (2.0 / np.sqrt(n_features))
+    coef = rng.standard_normal((n_classes, n_features)) * (spread / np.sqrt(n_features))
     intercept = rng.standard_normal(n_classes) * 0.5
     y = np.empty(n_samples + n_test, dtype=np.int64)
     block = max(1, 2**22 // n_classes)
@@ -212,26 +229,31 @@ def _synthetic(n_samples: int, n_features: int, n_classes: int, dtype: str) -> D
         # Gumbel-max trick: argmax(logits + Gumbel noise) is a draw from softmax(logits).
         y[rows] = np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
     X = X.astype(dtype)
+    suffix = "" if spread == 2.0 else f"-spread{spread:g}"
     return Dataset(
-        name=f"synthetic-{n_samples}x{n_features}x{n_classes}-{dtype}",
+        name=f"synthetic-{n_samples}x{n_features}x{n_classes}-{dtype}{suffix}",
         X_train=X[:n_samples],
         y_train=y[:n_samples],
         X_test=X[n_samples:],
         y_test=y[n_samples:],
         n_classes=n_classes,
         source=(
-            f"Gaussian X, labels from a random softmax model; {n_test} test rows "
+            f"Gaussian X, labels from a random softmax model (logit spread {spread:g}); "
+            f"{n_test} test rows "
             "(seeded by the shape)"
         ),
     )
 
 
 SYNTHETIC_SHAPES = ((500000, 54, 7), (100000, 784, 10), (20000, 500, 100), (50000, 256, 1000))
+# The nearly separable dense case: few parameters, many rows, labels almost determined by X.
+SEPARABLE_SHAPE = (50000, 100, 5)
 
 
 def _loaders() -> dict:
     loaders = {
         "digits": _load_digits,
+        "digits-standardised": _load_digits_standardised,
         "letter": lambda: _load_libsvm_pair("letter", "letter.scale", "letter.scale.t", True),
         "fashion-mnist": _load_fashion_mnist,
         "sector": lambda: _load_libsvm_pair(
@@ -243,6 +265,10 @@ def _loaders() -> dict:
             loaders[f"synthetic-{n}x{d}x{k}-{dtype}"] = lambda n=n, d=d, k=k, dtype=dtype: (
                 _synthetic(n, d, k, dtype)
             )
+    n, d, k = SEPARABLE_SHAPE
+    loaders[f"synthetic-{n}x{d}x{k}-float64-spread20"] = lambda: _synthetic(
+        n, d, k, "float64", spread=20.0
+    )
     return loaders
 
 

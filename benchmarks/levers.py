@@ -13,7 +13,16 @@ One run, one machine, median of ``--repeats`` timings per row. The levers:
 - scipy's BLAS pool: an L-BFGS fit with scipy's own OpenBLAS limited to one thread and not;
 - subsampled Hessian: a Newton-CG fit with the strided-subset Hessian and with every row;
 - exp floor: one pass at a point whose logits span thousands, floored and not;
-- transposed sparse layout: one pass on CSR data with ``coef`` stored (D, K) and (K, D).
+- transposed sparse layout: one pass on CSR data with ``coef`` stored (D, K) and (K, D);
+- Kronecker preconditioner: a Newton-CG fit with preconditioned CG and with plain CG;
+- certificate-tied forcing: a Newton-CG fit whose CG tolerance stops tightening once the
+  certificate's target is in reach, and with Eisenstat–Walker's alone;
+- one threadpoolctl scan: a small fit with the scan of loaded libraries done once per process,
+  and done at every fit (as before);
+- serving fast path: ``predict_proba`` on one row of 784 features, with and without
+  scikit-learn's input validation.
+
+``--levers NAME ...`` runs only the named levers.
 
 Prints a Markdown table for BENCHMARKS.md and writes ``benchmarks/results/levers.json``.
 """
@@ -235,6 +244,101 @@ def lever_sparse_layout(dataset, repeats):
     return {"on": times[True], "off": times[False], "what": "one pass, coef (D, K) vs (K, D)"}
 
 
+def counted_products():
+    """A patch counting Hessian-vector products: ``(patched, counts)``."""
+    from softreg import _objective
+
+    counts = []
+    original = _objective.HessianProduct.__call__
+
+    def counting(self, v):
+        counts.append(1)
+        return original(self, v)
+
+    return patched(_objective.HessianProduct, "__call__", counting), counts
+
+
+def fits_counting_products(run, repeats, obj, name, value, what):
+    """:func:`fits_with_and_without`, with the Hessian-vector products of each fit counted."""
+    patch, counts = counted_products()
+    with patch:
+        counts.clear()
+        run()
+        on_products = len(counts)
+        with patched(obj, name, value):
+            counts.clear()
+            run()
+            off_products = len(counts)
+        result = fits_with_and_without(run, repeats, obj, name, value, what)
+    result["detail"] = (
+        f"{on_products} against {off_products} Hessian-vector products; " + result["detail"]
+    )
+    return result
+
+
+def lever_preconditioner(dataset, repeats):
+    from softreg import _preconditioner
+
+    return fits_counting_products(
+        lambda: fit(dataset, alpha=1e-4, solver="newton-cg"),
+        repeats,
+        _preconditioner,
+        "worth_it",
+        lambda moments, alpha: False,
+        "Newton-CG fit (alpha 1e-4), Kronecker-preconditioned CG vs plain",
+    )
+
+
+def lever_forcing(dataset, repeats):
+    import math
+
+    from softreg import _solvers
+
+    return fits_counting_products(
+        lambda: fit(dataset, alpha=1e-4, solver="newton-cg"),
+        repeats,
+        _solvers,
+        "_forcing",
+        lambda evaluation, monitor: min(0.5, math.sqrt(evaluation.gradient_norm)),
+        "Newton-CG fit (alpha 1e-4), forcing tied to the certificate vs Eisenstat-Walker",
+    )
+
+
+def lever_thread_scan(dataset, repeats):
+    from threadpoolctl import ThreadpoolController
+
+    from softreg import _threads
+
+    def scan_every_time():
+        return ThreadpoolController()
+
+    with patched(_threads, "_scipy_blas", _threads._scipy_blas.__wrapped__):
+        return fits_with_and_without(
+            lambda: fit(dataset, alpha=1e-2, solver="lbfgs"),
+            repeats,
+            _threads,
+            "_controller",
+            scan_every_time,
+            "L-BFGS fit (alpha 1e-2), library scan once per process vs every fit",
+        )
+
+
+def lever_serving(dataset, repeats):
+    from softreg import SoftmaxRegression
+
+    rows = min(dataset.X_train.shape[0], 2000)
+    model = SoftmaxRegression(alpha=1e-2, max_iter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(dataset.X_train[:rows], dataset.y_train[:rows])
+    row = np.ascontiguousarray(dataset.X_test[:1])
+    many = max(200, repeats * 200)  # one call takes microseconds: time many, take the median
+    on = median_time(lambda: model.predict_proba(row), many)
+    with patched(SoftmaxRegression, "_servable", lambda self, X: False):
+        off = median_time(lambda: model.predict_proba(row), many)
+    return {"on": on, "off": off, "what": "predict_proba, one row, fast path vs validated"}
+
+
 PLAN = (
     ("BLAS threads", "digits", lever_threads),
     ("BLAS threads", "letter", lever_threads),
@@ -258,17 +362,26 @@ PLAN = (
     ("subsampled Hessian", "synthetic-500000x54x7-float64", lever_subsample),
     ("exp floor", "synthetic-500000x54x7-float64", lever_exp_floor),
     ("transposed sparse layout", "sector", lever_sparse_layout),
+    ("Kronecker preconditioner", "digits", lever_preconditioner),
+    ("Kronecker preconditioner", "letter", lever_preconditioner),
+    ("Kronecker preconditioner", "digits-standardised", lever_preconditioner),
+    ("certificate-tied forcing", "digits-standardised", lever_forcing),
+    ("certificate-tied forcing", "letter", lever_forcing),
+    ("one threadpoolctl scan", "digits", lever_thread_scan),
+    ("serving fast path", "synthetic-100000x784x10-float64", lever_serving),
 )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--levers", nargs="+", metavar="NAME", help="only these levers")
     args = parser.parse_args(argv)
+    plan = [row for row in PLAN if not args.levers or row[0] in args.levers]
     rows = []
     print("| lever | data set | what is timed | with | without | gain | notes |")
     print("|---|---|---|---|---|---|---|")
-    for lever, name, measure in PLAN:
+    for lever, name, measure in plan:
         try:
             dataset = datasets.load(name)
         except DataUnavailableError as error:

@@ -457,6 +457,10 @@ def _case_section(name: str, record: dict, results: dict) -> list[str]:
                 f"{entry['rungs'][-1]['gap']:.1e}",
                 f"{entry['peak_extra_mb']:.0f}",
                 f"{entry['predict_proba_rows_per_second'] / 1e6:.2f}",
+                # Results written before the one-row timing existed have none.
+                f"{entry['predict_proba_one_row_us']:.1f}"
+                if "predict_proba_one_row_us" in entry
+                else "—",
                 f"{holdout['accuracy']:.4f} / {holdout['log_loss']:.6f}",
                 f"{len(entry['rungs'])}: {entry['stop']}",
             ]
@@ -471,6 +475,7 @@ def _case_section(name: str, record: dict, results: dict) -> list[str]:
             "best gap",
             "peak extra MB",
             "predict_proba Mrows/s",
+            "predict_proba 1 row µs",
             "test acc / log-loss",
             "fits: stop",
         ],

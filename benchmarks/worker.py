@@ -90,6 +90,15 @@ def _rows_per_second(predict_proba, X) -> float:
     return X.shape[0] / timing["median"]
 
 
+def _one_row_seconds(predict_proba, X) -> float:
+    """Median time of ``predict_proba`` on one row (a serving request), input checks included."""
+    row = X[:1]
+    timing = passes.time_call(
+        lambda: predict_proba(row), budget=0.2, min_repeats=50, max_repeats=2000
+    )
+    return timing["median"]
+
+
 def run_ladder(spec: dict) -> dict:
     data = datasets.load(spec["dataset"])
     tool = TOOLS[spec["tool"]]
@@ -179,6 +188,7 @@ def run_ladder(spec: dict) -> dict:
         "metrics_rung": kept["rung"],
         "holdout": objective.holdout_metrics(data.X_test, data.y_test, model.coef, model.intercept),
         "predict_proba_rows_per_second": _rows_per_second(model.predict_proba, data.X_test),
+        "predict_proba_one_row_us": 1e6 * _one_row_seconds(model.predict_proba, data.X_test),
         "peak_extra_mb": max(r["peak_extra_mb"] for r in rungs),
         "threadpool": thread_report(),
     }
