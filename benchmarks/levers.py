@@ -276,16 +276,16 @@ def fits_counting_products(run, repeats, obj, name, value, what):
     return result
 
 
-def lever_preconditioner(dataset, repeats):
+def lever_preconditioner(dataset, repeats, alpha=1e-4):
     from softreg import _preconditioner
 
     return fits_counting_products(
-        lambda: fit(dataset, alpha=1e-4, solver="newton-cg"),
+        lambda: fit(dataset, alpha=alpha, solver="newton-cg"),
         repeats,
         _preconditioner,
         "worth_it",
         lambda moments, alpha: False,
-        "Newton-CG fit (alpha 1e-4), Kronecker-preconditioned CG vs plain",
+        f"Newton-CG fit (alpha {alpha:g}), Kronecker-preconditioned CG vs plain",
     )
 
 
@@ -365,6 +365,12 @@ PLAN = (
     ("Kronecker preconditioner", "digits", lever_preconditioner),
     ("Kronecker preconditioner", "letter", lever_preconditioner),
     ("Kronecker preconditioner", "digits-standardised", lever_preconditioner),
+    ("Kronecker preconditioner", "letter", lambda d, r: lever_preconditioner(d, r, 1e-2)),
+    (
+        "Kronecker preconditioner",
+        "synthetic-50000x100x5-float64-spread20",
+        lever_preconditioner,
+    ),
     ("certificate-tied forcing", "digits-standardised", lever_forcing),
     ("certificate-tied forcing", "letter", lever_forcing),
     ("one threadpoolctl scan", "digits", lever_thread_scan),
