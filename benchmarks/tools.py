@@ -7,7 +7,11 @@ Matched regularisation, with ``n`` training rows and unit weights:
   is ``R``;
 - PyTorch: ``nn.Linear`` + mean ``cross_entropy`` + ``(alpha / 2) ‖W‖²`` added explicitly to
   the loss, on the weight only (optimizer ``weight_decay`` is not used: it would also
-  penalise the bias), minimised by full-batch ``LBFGS(line_search_fn="strong_wolfe")``.
+  penalise the bias), minimised by full-batch ``LBFGS(line_search_fn="strong_wolfe")``;
+- cyanure (Mairal's C++ toolbox): ``Classifier(loss="multiclass-logistic", penalty="l2",
+  lambda_1=alpha)``, which minimises ``R`` itself (intercept not penalised: on standardised
+  digits at alpha 1e-4 it reaches softreg's optimum to a relative gap of 2.7e-12), with its
+  duality-gap stopping test switched off (``tol=0``) like every other tool's.
 
 Each adapter is timed end to end (input checks, conversions, the solver) by the worker, which
 runs it with ``max_iter`` set by the ladder and every tolerance at its minimum, so that only
@@ -158,6 +162,30 @@ def _fit_torch(X, y, n_classes, alpha, max_iter):
     )
 
 
+def _fit_cyanure(X, y, n_classes, alpha, max_iter):
+    from cyanure.estimators import Classifier
+
+    model = Classifier(
+        loss="multiclass-logistic",
+        penalty="l2",
+        lambda_1=alpha,
+        fit_intercept=True,
+        tol=0.0,
+        max_iter=max_iter,
+        verbose=False,
+        # Its duality gap is computed every this many iterations to test tol: never, here.
+        duality_gap_interval=10**9,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, y)
+    coef = np.asarray(model.coef_)
+    if coef.shape != (n_classes, X.shape[1]):  # (n_features, n_classes) in some versions
+        coef = coef.T
+    n_iter = int(np.max(getattr(model, "n_iter_", max_iter)))
+    return Fitted(coef, np.asarray(model.intercept_).ravel(), n_iter, model.predict_proba)
+
+
 # The order in which a case runs them: softreg first, then the usual peers, so that the
 # budget of the slower solvers can be set from the fastest time seen (see benchmarks.run).
 TOOLS = {
@@ -171,4 +199,5 @@ TOOLS = {
     # sag and saga are single-threaded Cython loops without BLAS: timed once, not per thread count.
     "sklearn-sag": Tool("sklearn-sag", "sklearn", _sklearn_fitter("sag"), uses_threads=False),
     "sklearn-saga": Tool("sklearn-saga", "sklearn", _sklearn_fitter("saga"), uses_threads=False),
+    "cyanure": Tool("cyanure", "cyanure", _fit_cyanure),
 }
