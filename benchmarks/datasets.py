@@ -245,9 +245,34 @@ def _synthetic(
     )
 
 
+def _synthetic_pixels(n_samples: int, n_features: int, n_classes: int) -> Dataset:
+    """Pixel-like features: 40 Gaussian factors mixed into correlated columns of uneven scale,
+    clipped to [0, 1]; labels from a random softmax model. Ill-conditioned as images are (C's
+    eigenvalue spread in the hundreds), without needing an image data set on the machine.
+    """
+    n_test = min(n_samples // 4, 20000)
+    rng = np.random.default_rng([n_samples, n_features, n_classes, 1])
+    factors = rng.standard_normal((n_samples + n_test, 40))
+    mix = rng.standard_normal((40, n_features)) * np.linspace(0.05, 1, n_features)
+    X = np.clip(factors @ mix / 6 + 0.3, 0, 1)
+    coef = rng.standard_normal((n_classes, n_features)) * (3 / np.sqrt(n_features))
+    y = np.argmax(X @ coef.T + rng.gumbel(size=(X.shape[0], n_classes)), axis=1)
+    return Dataset(
+        name=f"synthetic-{n_samples}x{n_features}x{n_classes}-pixels",
+        X_train=np.ascontiguousarray(X[:n_samples]),
+        y_train=y[:n_samples].astype(np.int64),
+        X_test=np.ascontiguousarray(X[n_samples:]),
+        y_test=y[n_samples:].astype(np.int64),
+        n_classes=n_classes,
+        source=f"40 Gaussian factors mixed and clipped to [0, 1]; {n_test} test rows",
+    )
+
+
 SYNTHETIC_SHAPES = ((500000, 54, 7), (100000, 784, 10), (20000, 500, 100), (50000, 256, 1000))
 # The nearly separable dense case: few parameters, many rows, labels almost determined by X.
 SEPARABLE_SHAPE = (50000, 100, 5)
+# The ill-conditioned dense case beyond 2000 parameters (6020), for solver="auto".
+PIXELS_SHAPE = (5000, 300, 20)
 
 
 def _loaders() -> dict:
@@ -269,6 +294,8 @@ def _loaders() -> dict:
     loaders[f"synthetic-{n}x{d}x{k}-float64-spread20"] = lambda: _synthetic(
         n, d, k, "float64", spread=20.0
     )
+    n, d, k = PIXELS_SHAPE
+    loaders[f"synthetic-{n}x{d}x{k}-pixels"] = lambda: _synthetic_pixels(n, d, k)
     return loaders
 
 

@@ -45,7 +45,9 @@ __all__ = ["LinearRegression", "SeparableDataWarning", "SoftmaxRegression"]
 # 5.8 M parameters, alpha 1e-2: Newton-CG 32 s, L-BFGS > 40 s on a machine loaded 8x; a
 # 11314 × 56436 × 20 tf-idf set: 2.8 against 9.1 s, where scipy's L-BFGS-B spends more per
 # iteration on its own bookkeeping than a pass costs), and where the Kronecker preconditioner
-# applies (ill-conditioned dense features, see softreg._preconditioner).
+# applies (ill-conditioned dense features, see softreg._preconditioner; the benchmarks' pixel-
+# like 5000 × 300 × 20, 6020 parameters, loaded machine: 2.97 s against > 60 s at alpha 1e-4,
+# 2.31 against 6.87 s at 1e-2).
 _AUTO_NEWTON_MAX_PARAMS = 2_000
 
 # Default relative tolerance on the certified gap, by training dtype. In float32 the gradient
