@@ -18,6 +18,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from benchmarks import out_of_core
 from benchmarks.datasets import REPO_ROOT, RESULTS_DIR
 from softreg._objective import _CURVATURE_CACHE_BYTES as CURVATURE_CACHE_BYTES
 from softreg._sources import _BLOCK_ENTRIES as BLOCK_ENTRIES
@@ -859,5 +860,8 @@ def write(results: dict) -> str:
     if not previous and BENCHMARKS_MD.exists():
         previous = BENCHMARKS_MD.read_text()
     plot(results, picture)
-    markdown.write_text(render(results, os.path.relpath(picture, markdown.parent), previous))
+    text = render(results, os.path.relpath(picture, markdown.parent), previous)
+    # The out-of-core section is written by `python -m benchmarks.out_of_core --write`.
+    kept = out_of_core.section(previous)
+    markdown.write_text(text.rstrip("\n") + "\n" + ("\n" + kept if kept else ""))
     return str(markdown.relative_to(REPO_ROOT))

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import itertools
 import json
 import pickle
 import re
@@ -203,7 +204,13 @@ def test_fit_is_quiet_in_a_pipe_and_verbose_on_request(data, tmp_path):
     assert quiet.stdout == "" and quiet.stderr == ""
     verbose = run("fit", data["train.csv"], "-t", "species", "-o", tmp_path / "b.softreg", "-v")
     lines = verbose.stderr.splitlines()
-    assert re.fullmatch(r"iteration +0  objective \S+  gap bound \S+", lines[0])
+    pattern = r"iteration +(\d+)  pass +(\S+) +(\S+) rows/s  objective \S+  gap bound \S+"
+    assert re.fullmatch(pattern.replace(r"(\d+)", "0"), lines[0])
+    passes = [float(re.fullmatch(pattern, line)[2]) for line in lines[:-1]]
+    assert passes[0] == 2  # the first evaluation and the certificate's statistics
+    assert all(b > a for a, b in itertools.pairwise(passes))
+    speeds = [float(re.fullmatch(pattern, line)[3]) for line in lines[:-1]]
+    assert all(speed > 0 for speed in speeds)
     n_iter = read_model_file(tmp_path / "b.softreg").estimator.n_iter_
     assert sum(line.startswith("iteration") for line in lines) >= n_iter
     assert lines[-1].startswith("Wrote ")
@@ -212,7 +219,7 @@ def test_fit_is_quiet_in_a_pipe_and_verbose_on_request(data, tmp_path):
 def test_fit_progress_updates_one_line_on_a_terminal(data, tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "_stderr_is_tty", lambda: True)
     result = run("fit", data["train.csv"], "-t", "species", "-o", tmp_path / "m.softreg")
-    assert result.stderr.startswith("\riteration     0  objective")
+    assert result.stderr.startswith("\riteration     0  pass    2.00 ")
     progress, summary = result.stderr.rsplit("\n", 2)[:2]
     assert "\n" not in progress and progress.count("\r") > 1
     assert summary.startswith("Wrote ")
@@ -443,12 +450,12 @@ def test_help_shows_the_estimators_defaults_and_the_readers_formats():
     """cli.py spells these out so that --help imports neither the estimator nor the readers."""
     import inspect
 
-    from softreg._data_io import FORMATS
+    from softreg._files import STREAM_FORMATS
     from softreg._estimator import SoftmaxRegression
 
     signature = inspect.signature(SoftmaxRegression).parameters
     assert {name: signature[name].default for name in cli._DEFAULTS} == cli._DEFAULTS
-    assert cli._FORMATS == FORMATS
+    assert cli._FORMATS == STREAM_FORMATS
     shown = " ".join(run("fit", "--help").output.split())
     assert "[default: 0.0001; x>=0]" in shown and "[default: 1000; x>=1]" in shown
     assert "says what to change, and exits with code 3." in shown

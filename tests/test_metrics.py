@@ -12,6 +12,7 @@ import sklearn.metrics
 from sklearn.linear_model import LogisticRegression
 
 from softreg._metrics import (
+    MetricsAccumulator,
     calibration_bins,
     classification_metrics,
     encode_labels,
@@ -251,3 +252,62 @@ def test_evaluate_uses_predict_log_proba():
     result = evaluate(model, X, y)
     assert result == classification_metrics(y, model.predict_log_proba(X), model.classes_)
     assert result["accuracy"] == model.score(X, y)
+
+
+# ------------------------------------------------------------------------------------------
+# MetricsAccumulator: the same metrics over rows streamed in blocks
+
+
+def assert_metrics_close(streamed, whole):
+    """Equal dicts, floats to the rounding of sums taken in a different order."""
+    if isinstance(whole, dict):
+        assert streamed.keys() == whole.keys()
+        for key in whole:
+            assert_metrics_close(streamed[key], whole[key])
+    elif isinstance(whole, list):
+        assert len(streamed) == len(whole)
+        for a, b in zip(streamed, whole, strict=True):
+            assert_metrics_close(a, b)
+    elif isinstance(whole, float):
+        assert streamed == pytest.approx(whole, rel=1e-12, abs=1e-15)
+    else:
+        assert streamed == whole
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_streamed_metrics_equal_the_metrics_of_all_rows(weighted):
+    y_codes, log_proba, rng = random_problem(5, n_samples=1000)
+    classes = np.array(["a", "b", "c", "d"])
+    y = classes[y_codes]
+    weight = rng.uniform(0, 3, size=len(y)) if weighted else None
+    # Repeated rows give ties in surprisal across blocks: file order must still break them.
+    log_proba[700] = log_proba[10]
+    y[700] = y[10]
+    whole = classification_metrics(y, log_proba, classes, sample_weight=weight)
+    streamed = MetricsAccumulator(classes, weighted=weighted)
+    for start in range(0, len(y), 137):
+        part = slice(start, start + 137)
+        streamed.add(y[part], log_proba[part], None if weight is None else weight[part])
+    assert_metrics_close(streamed.result(), whole)
+
+
+def test_streamed_surprisal_histogram_counts_every_finite_row():
+    y_codes, log_proba, _ = random_problem(6)
+    log_proba[3] = [0.0, -np.inf, -np.inf, -np.inf]
+    y_codes[3] = 1  # the true class had probability 0: infinite surprisal
+    streamed = MetricsAccumulator(np.arange(4))
+    streamed.add(y_codes[:100], log_proba[:100])
+    streamed.add(y_codes[100:], log_proba[100:])
+    edges, counts = streamed.surprisal_histogram()
+    surprisal = surprisal_bits(y_codes, log_proba)
+    finite = surprisal[np.isfinite(surprisal)]
+    assert counts.sum() == finite.size == 199 and streamed.infinite_surprisal == 1
+    np.testing.assert_array_equal(counts, np.histogram(finite, bins=edges)[0])
+    assert edges[1] - edges[0] == 1 / 16 and edges[-1] > finite.max()
+
+
+def test_streamed_metrics_refuse_an_unknown_label_naming_its_row():
+    streamed = MetricsAccumulator(np.array(["a", "b"]))
+    streamed.add(["a", "b"], np.log([[0.5, 0.5], [0.5, 0.5]]))
+    with pytest.raises(ValueError, match=r"`y` holds label 'z' in row 4, which is not one of"):
+        streamed.add(["a", "z"], np.log([[0.5, 0.5], [0.5, 0.5]]))

@@ -9,6 +9,7 @@ arrays are wrapped in an :class:`~softreg._sources.ArrayDataset`, so ``fit(X, y)
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import ClassVar
 
@@ -21,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from softreg import _datapath as datapath
 from softreg import _params as rules
+from softreg._checkpoint import Checkpoint
 from softreg._checks import check_probability, check_sample_weight
 from softreg._kernels import _softmax, log_softmax
 from softreg._model_io import register_estimator, save_model
@@ -72,7 +74,13 @@ _COMMON_PARAMS = {
     "standardize": rules.boolean(),
     "verbose": rules.integer(0),
     "callback": rules.either(rules.none(), (callable, "a callable")),
+    "checkpoint": rules.either(
+        rules.none(),
+        (lambda v: isinstance(v, str | os.PathLike | Checkpoint), "a file path or a Checkpoint"),
+    ),
 }
+# Parameters that do not change the optimum: a checkpoint written under other values resumes.
+_NOT_FINGERPRINTED = ("tol", "max_iter", "verbose", "callback", "checkpoint", "warm_start")
 
 
 # The largest feature magnitude a fit accepts, by training dtype. A fit multiplies up to four
@@ -156,6 +164,7 @@ class _LinearModel(BaseEstimator):
                 max_iter=self.max_iter,
                 callback=self._progress_callback(),
                 learning_rate=self.learning_rate,
+                checkpoint=self._checkpoint_for(objective, dtype, n_samples),
             )
         coef, intercept = objective.unpack(result.theta)
         self.coef_ = np.ascontiguousarray(coef, dtype=dtype)  # (sparse fits store it transposed)
@@ -197,6 +206,31 @@ class _LinearModel(BaseEstimator):
             coef, intercept = datapath.unscale(self.coef_, self.intercept_, *scaling)
             self.coef_ = coef.astype(self.coef_.dtype)
             self.intercept_ = intercept.astype(self.intercept_.dtype)
+
+    def _checkpoint_for(self, objective, dtype, n_samples):
+        """The :class:`Checkpoint` of this fit, its fingerprint naming the problem, or None."""
+        if self.checkpoint is None:
+            return None
+        checkpoint = self.checkpoint
+        if not isinstance(checkpoint, Checkpoint):
+            checkpoint = Checkpoint(checkpoint)
+        params = {
+            name: sorted((str(k), v) for k, v in value.items())
+            if isinstance(value, dict)
+            else value
+            for name, value in self.get_params().items()
+            if name not in _NOT_FINGERPRINTED
+        }
+        return checkpoint.with_fingerprint(
+            estimator=type(self).__name__,
+            **params,
+            solver_used=self.solver_,
+            dtype=np.dtype(dtype).name,
+            n_samples=n_samples,
+            n_features=objective.source.n_features,
+            n_params=objective.n_params,
+            classes_=[str(c) for c in getattr(self, "classes_", [])],
+        )
 
     def _progress_callback(self):
         if not self.verbose:
@@ -392,7 +426,14 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
         Print one line per iteration when positive.
     callback : callable or None, default=None
         Called after every iteration with an object carrying ``iteration``, ``objective``,
-        ``gradient_norm``, ``gap_bound`` and ``time``.
+        ``gradient_norm``, ``gap_bound``, ``time``, and ``passes`` / ``rows`` (the passes
+        over the data so far and the rows they read).
+    checkpoint : str, path-like or None, default=None
+        A file where the solver's state is saved atomically after every iteration. When it
+        exists, ``fit`` resumes from it (a checkpoint written for other data or other
+        hyper-parameters, ``tol`` and ``max_iter`` aside, is refused). Gradient descent and
+        Newton-CG resume exactly; L-BFGS resumes from the saved coefficients with an empty
+        memory. The file is left in place after the fit; delete it when done.
 
     Attributes
     ----------
@@ -456,6 +497,7 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
         classes=None,
         verbose=0,
         callback=None,
+        checkpoint=None,
     ):
         self.alpha = alpha
         self.fit_intercept = fit_intercept
@@ -470,6 +512,7 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
         self.classes = classes
         self.verbose = verbose
         self.callback = callback
+        self.checkpoint = checkpoint
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -726,6 +769,7 @@ class LinearRegression(RegressorMixin, _LinearModel):
         standardize=False,
         verbose=0,
         callback=None,
+        checkpoint=None,
     ):
         self.alpha = alpha
         self.fit_intercept = fit_intercept
@@ -737,6 +781,7 @@ class LinearRegression(RegressorMixin, _LinearModel):
         self.standardize = standardize
         self.verbose = verbose
         self.callback = callback
+        self.checkpoint = checkpoint
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -19,6 +19,7 @@ import numpy as np
 
 __all__ = [
     "DEFAULT_N_BINS",
+    "MetricsAccumulator",
     "calibration_bins",
     "classification_metrics",
     "encode_labels",
@@ -35,7 +36,7 @@ DEFAULT_N_BINS = 15
 N_HIGHEST_SURPRISAL = 10
 
 
-def encode_labels(y, classes):
+def encode_labels(y, classes, *, first_row=1):
     """Positions of labels in ``classes``.
 
     Parameters
@@ -44,6 +45,8 @@ def encode_labels(y, classes):
         Labels.
     classes : ndarray of shape (n_classes,)
         The sorted classes of a fitted model (``classes_``).
+    first_row : int, default 1
+        The row number of ``y[0]`` in messages (rows of a file streamed in blocks).
 
     Returns
     -------
@@ -69,11 +72,11 @@ def encode_labels(y, classes):
     codes = np.searchsorted(classes, y).clip(0, len(classes) - 1)
     unknown = classes[codes] != y
     if unknown.any():
-        row = int(np.argmax(unknown)) + 1
+        index = int(np.argmax(unknown))
         shown = ", ".join(repr(label) for label in classes.tolist()[:12])
         raise ValueError(
-            f"`y` holds label {y[row - 1].item()!r} in row {row}, which is not one of the "
-            f"model's classes ({shown}{', ...' if len(classes) > 12 else ''})."
+            f"`y` holds label {y[index].item()!r} in row {first_row + index}, which is not one of "
+            f"the model's classes ({shown}{', ...' if len(classes) > 12 else ''})."
         )
     return codes.astype(np.int64)
 
@@ -201,27 +204,14 @@ def calibration_bins(y_codes, log_proba, n_bins=DEFAULT_N_BINS, sample_weight=No
     >>> [(b["upper"], b["weight"], b["accuracy"]) for b in bins if b["weight"]]
     [(0.8, 1.0, 1.0), (1.0, 1.0, 1.0)]
     """
+    return _accumulated(y_codes, log_proba, n_bins, sample_weight)["calibration_bins"]
+
+
+def _accumulated(y_codes, log_proba, n_bins, sample_weight):
     y_codes, log_proba = _check(y_codes, log_proba)
-    weight = np.ones(len(y_codes)) if sample_weight is None else np.asarray(sample_weight, float)
-    confidence = np.exp(log_proba.max(axis=1))
-    correct = (log_proba.argmax(axis=1) == y_codes).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    # right=True: bin b is (edges[b], edges[b+1]], so a confidence of exactly 1 lands in the last.
-    index = np.digitize(confidence, edges[1:-1], right=True)
-    bins = []
-    for b in range(n_bins):
-        member = index == b
-        total = float(weight[member].sum())
-        bins.append(
-            {
-                "lower": float(edges[b]),
-                "upper": float(edges[b + 1]),
-                "weight": total,
-                "mean_confidence": _mean(confidence[member], weight[member]) if total else None,
-                "accuracy": _mean(correct[member], weight[member]) if total else None,
-            }
-        )
-    return bins
+    metrics = MetricsAccumulator(np.arange(log_proba.shape[1]), n_bins=n_bins)
+    metrics.add(None, log_proba, sample_weight, y_codes=y_codes)
+    return metrics.result()
 
 
 def expected_calibration_error(y_codes, log_proba, n_bins=DEFAULT_N_BINS, sample_weight=None):
@@ -250,12 +240,7 @@ def expected_calibration_error(y_codes, log_proba, n_bins=DEFAULT_N_BINS, sample
     >>> expected_calibration_error(np.array([0, 1]), np.log([[0.9, 0.1], [0.9, 0.1]]))
     0.4
     """
-    bins = calibration_bins(y_codes, log_proba, n_bins, sample_weight)
-    total = sum(b["weight"] for b in bins)
-    return float(
-        sum(b["weight"] * abs(b["accuracy"] - b["mean_confidence"]) for b in bins if b["weight"])
-        / total
-    )
+    return _accumulated(y_codes, log_proba, n_bins, sample_weight)["expected_calibration_error"]
 
 
 def _label(value):
@@ -307,70 +292,186 @@ def classification_metrics(
     >>> result["highest_surprisal"][0]
     {'row': 3, 'label': 'b', 'predicted': 'a', 'log_proba': -0.916..., 'surprisal_bits': 1.32...}
     """
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+    metrics = MetricsAccumulator(classes, n_bins=n_bins, weighted=sample_weight is not None)
+    metrics.add(y, log_proba, sample_weight, row_numbers=row_numbers)
+    return metrics.result()
 
-    classes = np.asarray(classes)
-    y_codes = encode_labels(y, classes)
-    y_codes, log_proba = _check(y_codes, log_proba)
-    if log_proba.shape[1] != len(classes):
-        raise ValueError(
-            f"`log_proba` must have one column per class ({len(classes)}); "
-            f"got {log_proba.shape[1]}."
+
+class MetricsAccumulator:
+    """:func:`classification_metrics` over rows that arrive in blocks (a file streamed).
+
+    Every metric is a weighted mean or count, so the accumulator keeps sums, not rows: the
+    weight total, the weighted sums of correctness, log-loss and entropy, the calibration
+    bins' sums, the weighted confusion matrix (which gives precision, recall and F1), the
+    ten highest-surprisal rows so far, and a histogram of the surprisal in bins of
+    1/16 bit (for the report's figure). Memory is ``O(n_classes² + n_bins)``, whatever the
+    number of rows; the results equal those of one call on all rows up to the rounding of
+    the float sums.
+
+    Parameters
+    ----------
+    classes : ndarray of shape (n_classes,)
+        The model's sorted classes.
+    n_bins : int, default 15
+    weighted : bool, default False
+        Whether rows carry sample weights (counts are then reported as floats).
+
+    Examples
+    --------
+    >>> metrics = MetricsAccumulator(np.array(["a", "b"]))
+    >>> metrics.add(["a"], np.log([[0.9, 0.1]]))
+    >>> metrics.add(["b", "b"], np.log([[0.2, 0.8], [0.6, 0.4]]))
+    >>> metrics.result()["accuracy"], metrics.result()["highest_surprisal"][0]["row"]
+    (0.666..., 3)
+    """
+
+    #: Width of the surprisal histogram's bins, in bits.
+    SURPRISAL_BIN_BITS = 1 / 16
+
+    def __init__(self, classes, *, n_bins=DEFAULT_N_BINS, weighted=False):
+        self.classes = np.asarray(classes)
+        self.n_bins = n_bins
+        self.weighted = weighted
+        n_classes = len(self.classes)
+        self.n_samples = 0
+        self.confusion = np.zeros((n_classes, n_classes))
+        self.loss = self.entropy = 0.0
+        self.bin_weight = np.zeros(n_bins)
+        self.bin_confidence = np.zeros(n_bins)
+        self.bin_correct = np.zeros(n_bins)
+        self.surprisal_counts = np.zeros(0, dtype=np.int64)
+        self.infinite_surprisal = 0
+        self._highest = []  # (-surprisal, row, label code, predicted code, log p(label))
+
+    def add(self, y, log_proba, sample_weight=None, *, row_numbers=None, y_codes=None):
+        """Add a block of labels (or their codes ``y_codes``) and log-probabilities."""
+        n_classes = len(self.classes)
+        if y_codes is None:
+            y_codes = encode_labels(y, self.classes, first_row=self.n_samples + 1)
+        codes = np.asarray(y_codes)
+        codes, log_proba = _check(codes, log_proba)
+        if log_proba.shape[1] != n_classes:
+            raise ValueError(
+                f"`log_proba` must have one column per class ({n_classes}); "
+                f"got {log_proba.shape[1]}."
+            )
+        n = len(codes)
+        weight = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
+        predicted = log_proba.argmax(axis=1)
+        correct = (predicted == codes).astype(np.float64)
+        np.add.at(self.confusion, (codes, predicted), weight)
+        nll = _negative_log_likelihood(codes, log_proba)
+        self.loss += float(weight @ nll) if n else 0.0
+        self.entropy += float(weight @ predictive_entropy(log_proba)) if n else 0.0
+        confidence = np.exp(log_proba.max(axis=1, initial=-np.inf))
+        edges = np.linspace(0.0, 1.0, self.n_bins + 1)
+        # right=True: bin b is (edges[b], edges[b+1]], so a confidence of exactly 1 is in the last.
+        index = np.digitize(confidence, edges[1:-1], right=True)
+        self.bin_weight += np.bincount(index, weight, self.n_bins)
+        self.bin_confidence += np.bincount(index, weight * confidence, self.n_bins)
+        self.bin_correct += np.bincount(index, weight * correct, self.n_bins)
+        surprisal = nll / math.log(2)
+        finite = np.isfinite(surprisal)
+        self.infinite_surprisal += int(n - finite.sum())
+        fine = np.bincount((surprisal[finite] / self.SURPRISAL_BIN_BITS).astype(np.int64))
+        if fine.size > self.surprisal_counts.size:
+            fine[: self.surprisal_counts.size] += self.surprisal_counts
+            self.surprisal_counts = fine
+        else:
+            self.surprisal_counts[: fine.size] += fine
+        rows = (
+            np.arange(self.n_samples + 1, self.n_samples + n + 1)
+            if row_numbers is None
+            else np.asarray(row_numbers)
         )
-    if sample_weight is not None:
-        sample_weight = np.asarray(sample_weight, dtype=np.float64)
-    n_classes = len(classes)
-    predicted = log_proba.argmax(axis=1)
-    labels = np.arange(n_classes)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_codes, predicted, labels=labels, sample_weight=sample_weight, zero_division=0.0
-    )
-    matrix = confusion_matrix(y_codes, predicted, labels=labels, sample_weight=sample_weight)
-    log_loss_nats = log_loss(y_codes, log_proba, sample_weight)
-    surprisal = surprisal_bits(y_codes, log_proba)
-    entropy = _mean(predictive_entropy(log_proba), sample_weight)
-    rows = np.arange(1, len(y_codes) + 1) if row_numbers is None else np.asarray(row_numbers)
-    # Stable sort on -surprisal: ties keep file order.
-    order = np.argsort(-surprisal, kind="stable")[:N_HIGHEST_SURPRISAL]
-    numeric = float if sample_weight is not None else int
-    with np.errstate(over="ignore"):
-        perplexity = float(np.exp(log_loss_nats))
-    return {
-        "n_samples": len(y_codes),
-        "n_classes": n_classes,
-        "classes": [_label(c) for c in classes],
-        "accuracy": _mean(predicted == y_codes, sample_weight),
-        "log_loss_nats": log_loss_nats,
-        "log_loss_bits": log_loss_nats / math.log(2),
-        "perplexity": perplexity,
-        "mean_predictive_entropy_nats": entropy,
-        "mean_predictive_entropy_bits": entropy / math.log(2),
-        "expected_calibration_error": expected_calibration_error(
-            y_codes, log_proba, n_bins, sample_weight
-        ),
-        "calibration_bins": calibration_bins(y_codes, log_proba, n_bins, sample_weight),
-        "per_class": [
+        # Stable sort on -surprisal: ties keep file order (blocks arrive in file order).
+        top = np.argsort(-surprisal, kind="stable")[:N_HIGHEST_SURPRISAL]
+        candidates = [
+            (-surprisal[i], int(rows[i]), int(codes[i]), int(predicted[i]), log_proba[i, codes[i]])
+            for i in top
+        ]
+        self._highest = sorted(self._highest + candidates, key=lambda c: (c[0], c[1]))[
+            :N_HIGHEST_SURPRISAL
+        ]
+        self.n_samples += n
+
+    def surprisal_histogram(self):
+        """``(edges, counts)`` of the finite surprisals in bits, in bins of 1/16 bit."""
+        edges = np.arange(self.surprisal_counts.size + 1) * self.SURPRISAL_BIN_BITS
+        return edges, self.surprisal_counts.copy()
+
+    def result(self):
+        """The dict of :func:`classification_metrics` for every row added so far."""
+        classes, matrix = self.classes, self.confusion
+        n_classes = len(classes)
+        total = float(matrix.sum())
+        true_positive = np.diag(matrix)
+        support, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # zero_division=0, as scikit-learn's precision_recall_fscore_support is called.
+            precision = np.where(predicted > 0, true_positive / predicted, 0.0)
+            recall = np.where(support > 0, true_positive / support, 0.0)
+            denominator = precision + recall
+            f1 = np.where(denominator > 0, 2 * precision * recall / denominator, 0.0)
+        log_loss_nats = self.loss / total
+        entropy = self.entropy / total
+        numeric = float if self.weighted else int
+        with np.errstate(over="ignore"):
+            perplexity = float(np.exp(log_loss_nats))
+        edges = np.linspace(0.0, 1.0, self.n_bins + 1)
+        bins = [
             {
-                "class": _label(classes[k]),
-                "precision": float(precision[k]),
-                "recall": float(recall[k]),
-                "f1": float(f1[k]),
-                "support": numeric(support[k]),
+                "lower": float(edges[b]),
+                "upper": float(edges[b + 1]),
+                "weight": float(self.bin_weight[b]),
+                "mean_confidence": (
+                    float(self.bin_confidence[b] / self.bin_weight[b])
+                    if self.bin_weight[b]
+                    else None
+                ),
+                "accuracy": (
+                    float(self.bin_correct[b] / self.bin_weight[b]) if self.bin_weight[b] else None
+                ),
             }
-            for k in range(n_classes)
-        ],
-        "confusion_matrix": [[numeric(v) for v in row] for row in matrix],
-        "highest_surprisal": [
-            {
-                "row": int(rows[i]),
-                "label": _label(classes[y_codes[i]]),
-                "predicted": _label(classes[predicted[i]]),
-                "log_proba": float(log_proba[i, y_codes[i]]),
-                "surprisal_bits": float(surprisal[i]),
-            }
-            for i in order
-        ],
-    }
+            for b in range(self.n_bins)
+        ]
+        ece = sum(
+            b["weight"] * abs(b["accuracy"] - b["mean_confidence"]) for b in bins if b["weight"]
+        )
+        return {
+            "n_samples": self.n_samples,
+            "n_classes": n_classes,
+            "classes": [_label(c) for c in classes],
+            "accuracy": float(true_positive.sum() / total),
+            "log_loss_nats": log_loss_nats,
+            "log_loss_bits": log_loss_nats / math.log(2),
+            "perplexity": perplexity,
+            "mean_predictive_entropy_nats": entropy,
+            "mean_predictive_entropy_bits": entropy / math.log(2),
+            "expected_calibration_error": float(ece / total),
+            "calibration_bins": bins,
+            "per_class": [
+                {
+                    "class": _label(classes[k]),
+                    "precision": float(precision[k]),
+                    "recall": float(recall[k]),
+                    "f1": float(f1[k]),
+                    "support": numeric(support[k]),
+                }
+                for k in range(n_classes)
+            ],
+            "confusion_matrix": [[numeric(v) for v in row] for row in matrix],
+            "highest_surprisal": [
+                {
+                    "row": row,
+                    "label": _label(classes[code]),
+                    "predicted": _label(classes[guess]),
+                    "log_proba": float(log_p),
+                    "surprisal_bits": float(-negative),
+                }
+                for negative, row, code, guess, log_p in self._highest
+            ],
+        }
 
 
 def evaluate(estimator, X, y, *, sample_weight=None, n_bins=DEFAULT_N_BINS):

@@ -60,6 +60,7 @@ class ParquetDataset(FileDataset):
 
     def _raw_blocks(self, rows):
         pa = import_optional("pyarrow", "io", "reading Parquet files")
+        pa_dataset = import_optional("pyarrow.dataset", "io", "reading Parquet files")
         wanted = self.columns + self.target_columns
         if self.weight_column is not None:
             wanted = [*wanted, self.weight_column]
@@ -68,12 +69,16 @@ class ParquetDataset(FileDataset):
             try:
                 # In the dataset's schema (the first file's): a file whose column types
                 # differ is cast, or refused with a message naming it.
+                # pre_buffer=False: pyarrow would otherwise read every row group of the file
+                # ahead into memory (measured: 552 MiB held for a 465 MiB file, against two
+                # row groups, 99 MiB, without it; and 4× slower).
                 batches = fragment.to_batches(
                     schema=self._dataset.schema,
                     columns=wanted,
                     batch_size=rows,
                     batch_readahead=1,
                     fragment_readahead=1,
+                    fragment_scan_options=pa_dataset.ParquetFragmentScanOptions(pre_buffer=False),
                 )
                 for batch in batches:
                     block = self._convert(path, batch, offset)

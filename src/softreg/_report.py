@@ -396,8 +396,14 @@ def _confusion_figure(metrics):
 def _surprisal_figure(surprisal, metrics):
     figure = _new_figure()
     axes = figure.subplots()
-    finite = surprisal[np.isfinite(surprisal)]
-    axes.hist(finite, bins=min(50, max(10, finite.size // 10)), color="C0", log=True)
+    if isinstance(surprisal, tuple):  # (edges, counts), as streamed evaluation keeps it
+        edges, counts = surprisal
+        centres = (edges[:-1] + edges[1:]) / 2
+        n_bars = min(50, max(10, int(counts.sum()) // 10))
+        axes.hist(centres, bins=n_bars, weights=counts, color="C0", log=True)
+    else:
+        finite = surprisal[np.isfinite(surprisal)]
+        axes.hist(finite, bins=min(50, max(10, finite.size // 10)), color="C0", log=True)
     axes.axvline(
         metrics["log_loss_bits"],
         color="C3",
@@ -538,8 +544,9 @@ def render_html(metrics, *, surprisal, history, model, model_path, data_path):
     ----------
     metrics : dict
         From :func:`softreg._metrics.classification_metrics`.
-    surprisal : ndarray of shape (n_samples,)
-        Per-sample surprisal in bits (:func:`softreg._metrics.surprisal_bits`).
+    surprisal : ndarray of shape (n_samples,), or tuple (edges, counts)
+        Per-sample surprisal in bits (:func:`softreg._metrics.surprisal_bits`), or its
+        histogram (:meth:`softreg._metrics.MetricsAccumulator.surprisal_histogram`).
     history : dict of str to ndarray
         The estimator's ``history_`` (``objective``, ``gradient_norm``, ``gap_bound``).
     model : dict
@@ -577,7 +584,10 @@ def render_html(metrics, *, surprisal, history, model, model_path, data_path):
         ),
         "surprisal": _figure_html(
             "figure-surprisal",
-            _surprisal_figure(np.asarray(surprisal, dtype=float), metrics),
+            _surprisal_figure(
+                surprisal if isinstance(surprisal, tuple) else np.asarray(surprisal, dtype=float),
+                metrics,
+            ),
             "Distribution of the per-sample surprisal -log2 p of the true class.",
         ),
     }

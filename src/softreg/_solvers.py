@@ -6,6 +6,12 @@ objective, ``‖∇R‖``, the certified gap bound and the wall time, and decide
 
 * ``alpha > 0``: stop when the bound on ``R(θ) - R*`` is at most ``tol · |R(θ)|``;
 * ``alpha = 0``: no bound exists; stop when ``max_j |∂R/∂θ_j| ≤ tol``.
+
+With a :class:`~softreg._checkpoint.Checkpoint`, the monitor also saves the solver's state
+after every recorded iterate, and :func:`minimize` resumes from a saved state (gradient
+descent and Newton-CG exactly, L-BFGS from the iterate with its memory lost; see
+:mod:`softreg._checkpoint`). The iterations before the interruption count towards
+``max_iter`` and stay in the history.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.optimize
 
+from ._checkpoint import SolverState
+from ._sources import CountingSource
 from ._threads import scipy_blas_single_thread
 
 # Armijo sufficient-decrease constant: accept a step when R drops by at least this fraction of
@@ -31,13 +39,20 @@ _STALLED = (
 
 @dataclass
 class IterationInfo:
-    """What a callback sees after each iteration."""
+    """What a callback sees after each iteration.
+
+    ``passes`` counts the passes over the data since the run started, a subsampled pass
+    (Newton-CG's Hessian) counting as the fraction of blocks it visited, and ``rows`` the rows
+    they read; both are None when the run does not count them (no callback).
+    """
 
     iteration: int
     objective: float
     gradient_norm: float
     gap_bound: float
     time: float
+    passes: float | None = None
+    rows: float | None = None
 
 
 @dataclass
@@ -53,15 +68,22 @@ class Monitor:
     gradient_norm: list = field(default_factory=list)
     gap_bound: list = field(default_factory=list)
     time: list = field(default_factory=list)
+    counter: CountingSource | None = None
+    checkpoint: object = None
+    solver: str = ""
+    # Solver scalars saved with each checkpoint (e.g. gradient descent's next trial step).
+    extra: dict = field(default_factory=dict)
+    resumed: SolverState | None = None  # the checkpoint this run continues, if any
 
-    def record(self, evaluation) -> bool:
-        """Append one iterate; return True when it satisfies the stopping rule."""
+    def record(self, evaluation, theta) -> bool:
+        """Append the iterate ``theta``; return True when it satisfies the stopping rule."""
         elapsed = time.perf_counter() - self.start
         self.objective.append(evaluation.objective)
         self.gradient_norm.append(evaluation.gradient_norm)
         self.gap_bound.append(evaluation.gap_bound)
         self.time.append(elapsed)
         if self.callback is not None:
+            counted = self.counter is not None
             self.callback(
                 IterationInfo(
                     len(self.objective) - 1,
@@ -69,9 +91,35 @@ class Monitor:
                     evaluation.gradient_norm,
                     evaluation.gap_bound,
                     elapsed,
+                    self.counter.passes if counted else None,
+                    self.counter.rows if counted else None,
+                )
+            )
+        if self.checkpoint is not None:
+            self.checkpoint.save(
+                SolverState(
+                    self.solver,
+                    len(self.objective) - 1,
+                    theta,
+                    evaluation.objective,
+                    self.history(),
+                    {"polish_below": self.polish_below, **self.extra},
                 )
             )
         return self.converged(evaluation)
+
+    def restore(self, state: SolverState) -> None:
+        """Continue the history (and clock) of a run saved in ``state``."""
+        for name in ("objective", "gradient_norm", "gap_bound", "time"):
+            getattr(self, name)[:] = np.asarray(state.history[name]).tolist()
+        self.start = time.perf_counter() - (self.time[-1] if self.time else 0.0)
+        self.polish_below = state.extra.get("polish_below", math.inf)
+        self.extra.update({k: v for k, v in state.extra.items() if k != "polish_below"})
+
+    @property
+    def iteration(self) -> int:
+        """The number of the last recorded iterate (0 is the starting point)."""
+        return len(self.objective) - 1
 
     def converged(self, evaluation) -> bool:
         if self.strongly_convex:
@@ -160,8 +208,21 @@ def _finish_with_polish(objective, theta, evaluation, monitor, iteration):
     if polished is None:
         return None
     theta, evaluation = polished
-    monitor.record(evaluation)
+    monitor.record(evaluation, theta)
     return Result(theta, evaluation, iteration + 1, True, "converged", monitor.history())
+
+
+def _begin(objective, theta, monitor):
+    """Evaluate the starting point: ``(evaluation, converged)``.
+
+    A fresh run records it as iterate 0; a resumed run has recorded it before the
+    interruption, so it is checked against the checkpoint instead (same data, same ``R``).
+    """
+    evaluation = objective.loss_gradient(theta)
+    if monitor.resumed is None:
+        return evaluation, monitor.record(evaluation, theta)
+    monitor.checkpoint.check_resumed(monitor.resumed, evaluation.objective)
+    return evaluation, monitor.converged(evaluation)
 
 
 _NO_DECREASE = (
@@ -176,15 +237,15 @@ def _drive(objective, theta, monitor, *, max_iter, step, stall_window):
     step can be taken. After every step the monitor records the iterate and may stop the
     run; the intercept polish may finish it; a run stuck in rounding noise stops.
     """
-    evaluation = objective.loss_gradient(theta)
-    if monitor.record(evaluation):
-        return Result(theta, evaluation, 0, True, "converged", monitor.history())
-    for iteration in range(1, max_iter + 1):
+    evaluation, converged = _begin(objective, theta, monitor)
+    if converged:
+        return Result(theta, evaluation, monitor.iteration, True, "converged", monitor.history())
+    for iteration in range(monitor.iteration + 1, max_iter + 1):
         outcome = step(theta, evaluation)
         if isinstance(outcome, str):
             return Result(theta, evaluation, iteration - 1, False, outcome, monitor.history())
         theta, evaluation = outcome
-        if monitor.record(evaluation):
+        if monitor.record(evaluation, theta):
             return Result(theta, evaluation, iteration, True, "converged", monitor.history())
         if iteration < max_iter:  # a polish counts as an iteration
             finished = _finish_with_polish(objective, theta, evaluation, monitor, iteration)
@@ -192,7 +253,8 @@ def _drive(objective, theta, monitor, *, max_iter, step, stall_window):
                 return finished
         if monitor.stalled(window=stall_window):
             return Result(theta, evaluation, iteration, False, _STALLED, monitor.history())
-    return Result(theta, evaluation, max_iter, False, "max_iter reached", monitor.history())
+    n_iter = max(max_iter, monitor.iteration)  # a resumed run may have passed a lower max_iter
+    return Result(theta, evaluation, n_iter, False, "max_iter reached", monitor.history())
 
 
 def gradient_descent(objective, theta, monitor, *, max_iter, learning_rate=None):
@@ -203,7 +265,8 @@ def gradient_descent(objective, theta, monitor, *, max_iter, learning_rate=None)
     ``η = ‖Δθ‖² / Δθᵀ Δ∇R`` (the inverse of the curvature along the last move), so the
     update stays plain gradient descent while the step adapts to the local curvature.
     """
-    trial_step = [1.0]
+    # The next trial step lives in the monitor, so that a checkpoint saves it with the iterate.
+    monitor.extra.setdefault("trial_step", 1.0)
 
     def fixed(theta, evaluation):
         new_theta = theta - learning_rate * evaluation.gradient
@@ -219,13 +282,15 @@ def gradient_descent(objective, theta, monitor, *, max_iter, learning_rate=None)
 
     def armijo(theta, evaluation):
         new_theta, new_evaluation, _ = _armijo(
-            objective, theta, evaluation, -evaluation.gradient, trial_step[0]
+            objective, theta, evaluation, -evaluation.gradient, monitor.extra["trial_step"]
         )
         if new_theta is None:
             return _NO_DECREASE
         moved = new_theta - theta
         curvature = float(moved @ (new_evaluation.gradient - evaluation.gradient))
-        trial_step[0] = float(moved @ moved) / curvature if curvature > 0 else 2 * trial_step[0]
+        monitor.extra["trial_step"] = (
+            float(moved @ moved) / curvature if curvature > 0 else 2 * monitor.extra["trial_step"]
+        )
         return new_theta, new_evaluation
 
     return _drive(
@@ -345,7 +410,7 @@ def lbfgs(objective, theta, monitor, *, max_iter, memory=20):
         cache["x"], cache["evaluation"] = x.copy(), evaluation
         return evaluation.objective, evaluation.gradient
 
-    state = {"n_iter": 0, "converged": False}
+    state = {"converged": False}
 
     def callback(intermediate_result):
         x = intermediate_result.x
@@ -354,38 +419,38 @@ def lbfgs(objective, theta, monitor, *, max_iter, memory=20):
         else:
             evaluation = objective.loss_gradient(x)
             cache["x"], cache["evaluation"] = x.copy(), evaluation
-        state["n_iter"] += 1
         state["theta"], state["evaluation"] = x.copy(), evaluation
-        if monitor.record(evaluation):
+        if monitor.record(evaluation, state["theta"]):
             state["converged"] = True
             raise StopIteration
-        if state["n_iter"] >= max_iter:  # a polish counts as an iteration
+        if monitor.iteration >= max_iter:  # a polish counts as an iteration
             return
         polished = _polish(objective, x, evaluation, monitor)
         if polished is not None:
             state["theta"], state["evaluation"] = polished
-            state["n_iter"] += 1
-            monitor.record(polished[1])
+            monitor.record(polished[1], polished[0])
             state["converged"] = True
             raise StopIteration
 
-    start = objective.loss_gradient(theta)
+    start, converged = _begin(objective, theta, monitor)
     state["theta"], state["evaluation"] = theta, start
-    if monitor.record(start):
-        return Result(theta, start, 0, True, "converged", monitor.history())
-    cache["x"], cache["evaluation"] = theta.copy(), start
-    with scipy_blas_single_thread():
-        result = _lbfgsb(fun, theta, callback, max_iter, memory)
+    if converged:
+        return Result(theta, start, monitor.iteration, True, "converged", monitor.history())
+    remaining = max_iter - monitor.iteration
+    if remaining > 0:
+        cache["x"], cache["evaluation"] = theta.copy(), start
+        with scipy_blas_single_thread():
+            result = _lbfgsb(fun, theta, callback, remaining, memory)
     if state["converged"]:
         message = "converged"
-    elif state["n_iter"] >= max_iter:
+    elif monitor.iteration >= max_iter:
         message = "max_iter reached"
     else:
         message = f"L-BFGS stopped early: {result.message}"
     return Result(
         state["theta"],
         state["evaluation"],
-        state["n_iter"],
+        monitor.iteration,
         state["converged"],
         message,
         monitor.history(),
@@ -395,9 +460,44 @@ def lbfgs(objective, theta, monitor, *, max_iter, memory=20):
 SOLVERS = {"gd": gradient_descent, "lbfgs": lbfgs, "newton-cg": newton_cg}
 
 
-def minimize(objective, theta, *, solver, tol, max_iter, callback=None, learning_rate=None):
-    """Minimise ``objective`` from ``θ`` with the named solver; returns a :class:`Result`."""
-    monitor = Monitor(tol=tol, strongly_convex=objective.alpha > 0, callback=callback)
+def minimize(
+    objective,
+    theta,
+    *,
+    solver,
+    tol,
+    max_iter,
+    callback=None,
+    learning_rate=None,
+    checkpoint=None,
+):
+    """Minimise ``objective`` from ``θ`` with the named solver; returns a :class:`Result`.
+
+    With a ``callback``, the passes over the data are counted for it (``IterationInfo.passes``
+    and ``rows``). With a :class:`~softreg._checkpoint.Checkpoint`, the state is saved after
+    every iterate, and a saved state (same fingerprint) is resumed from instead of ``θ``.
+    """
+    monitor = Monitor(
+        tol=tol,
+        strongly_convex=objective.alpha > 0,
+        callback=callback,
+        checkpoint=checkpoint,
+        solver=solver,
+    )
+    monitor.resumed = checkpoint.load() if checkpoint is not None else None
+    if monitor.resumed is not None:
+        monitor.restore(monitor.resumed)
+        theta = monitor.resumed.theta
+    source = objective.source
+    if callback is not None:
+        monitor.counter = objective.source = CountingSource(source)
+    try:
+        return _minimize(objective, theta, monitor, solver, max_iter, learning_rate)
+    finally:
+        objective.source = source
+
+
+def _minimize(objective, theta, monitor, solver, max_iter, learning_rate):
     if solver == "gd":
         result = gradient_descent(
             objective, theta, monitor, max_iter=max_iter, learning_rate=learning_rate
@@ -410,6 +510,6 @@ def minimize(objective, theta, *, solver, tol, max_iter, callback=None, learning
     if polished is None:
         return result
     theta, evaluation = polished
-    converged = monitor.record(evaluation)
+    converged = monitor.record(evaluation, theta)
     message = "converged" if converged else result.message
     return Result(theta, evaluation, result.n_iter + 1, converged, message, monitor.history())

@@ -42,6 +42,7 @@ __all__ = [
     "ArraySource",
     "Block",
     "CallableSource",
+    "CountingSource",
     "Dataset",
     "Moments",
     "Source",
@@ -198,6 +199,44 @@ class CallableSource(Source):
 
     def blocks(self) -> Iterator[Block]:
         return iter(self._blocks())
+
+
+class CountingSource(Source):
+    """Another source, unchanged, that counts the passes made over it (for progress lines).
+
+    ``passes`` adds, per ``reduce``, the fraction of the blocks it visited (1 for a full pass,
+    about ``1/every`` for a strided one) and ``rows`` the rows that fraction holds, taken from
+    the wrapped source's ``shape`` (asked once). ``reduce`` is the wrapped source's own, so
+    where and how blocks are reduced (prefetch, Dask workers) does not change.
+    """
+
+    def __init__(self, source: Source):
+        self.source = source
+        self.n_features = source.n_features
+        self.dtype = source.dtype
+        self.sparse = source.sparse
+        self.feature_names = source.feature_names
+        self.passes = 0.0
+        self._shape = None
+
+    def blocks(self) -> Iterator[Block]:
+        return self.source.blocks()
+
+    def shape(self) -> tuple[int, int]:
+        if self._shape is None:
+            self._shape = self.source.shape()
+        return self._shape
+
+    def reduce(self, function: Callable, *args, every: int = 1):
+        total = self.source.reduce(function, *args, every=every)
+        n_blocks = self.shape()[1]
+        self.passes += -(-n_blocks // every) / n_blocks if n_blocks else 0.0
+        return total
+
+    @property
+    def rows(self) -> float:
+        """Rows read so far, a strided pass counting its share of the rows."""
+        return self.passes * self.shape()[0]
 
 
 class Summary(NamedTuple):

@@ -1,9 +1,12 @@
 """The ``softreg`` command line: fit, update, predict, evaluate, report, inspect, demo.
 
-A thin shell over the library: each command reads its inputs with
-:func:`softreg._data_io.read_table` and :func:`softreg._model_io.read_model_file`, calls the
-estimator and :mod:`softreg._metrics`, and writes with :func:`softreg._model_io.save_model`,
-:func:`softreg._data_io.write_table` or :mod:`softreg._report`.
+A thin shell over the library. ``fit``, ``predict``, ``evaluate`` and ``report`` never load a
+whole data file: they open it with :func:`softreg.open_dataset` and stream it block by block
+(the estimator's ``fit(dataset)``, predictions written with :class:`softreg._writers.TableWriter`
+as they are computed, metrics added up by :class:`softreg._metrics.MetricsAccumulator`), with
+``--memory-limit`` bounding what they hold (:mod:`softreg._memory`). Models are read with
+:func:`softreg._model_io.read_model_file` and written with :func:`softreg._model_io.save_model`;
+``fit --checkpoint`` saves the solver's state after every iteration (:mod:`softreg._checkpoint`).
 
 Exit codes: 0 success; 1 bad data or model file (one line ``Error: FILE: ...`` on standard
 error, naming the column and row where known); 2 usage errors (click's own messages); 3 a fit
@@ -17,7 +20,9 @@ and summaries go to standard error, so pipes carry only the result.
 from __future__ import annotations
 
 import functools
+import glob
 import json
+import math
 import os
 import sys
 import warnings
@@ -36,11 +41,11 @@ EXIT_NOT_CONVERGED = 3
 # nothing heavy (tests/test_startup.py; timings in BENCHMARKS.md). The data formats and the
 # estimator's defaults that --help shows are therefore written out here; tests/test_cli.py
 # checks them against their sources.
-_FORMATS = ("csv", "parquet", "svmlight", "npz")
+_FORMATS = ("npy", "parquet", "csv", "svmlight", "npz")
+_TABLE_FORMATS = ("csv", "parquet", "svmlight", "npz")  # `update` reads DATA whole
 _DEFAULTS = {"alpha": 1e-4, "solver": "auto", "tol": None, "max_iter": 1000}
 _SOLVERS = ("auto", "gd", "lbfgs", "newton-cg")
 _KIND = {"csv": "CSV", "parquet": "Parquet"}
-_DATA_PATH = click.Path(exists=True, dir_okay=False)
 _MODEL_PATH = click.Path(exists=True, dir_okay=False)
 
 
@@ -49,10 +54,72 @@ def _user_errors():
 
     Anything else is a bug and keeps its traceback.
     """
+    from softreg._checkpoint import CheckpointError
     from softreg._data_io import DataError, MissingDependencyError
+    from softreg._memory import MemoryLimitError
     from softreg._model_io import ModelFileError
 
-    return (DataError, ModelFileError, MissingDependencyError, OSError)
+    return (
+        DataError,
+        ModelFileError,
+        MissingDependencyError,
+        OSError,
+        CheckpointError,
+        MemoryLimitError,
+    )
+
+
+class _DataPath(click.ParamType):
+    """A data file, a directory of Parquet files, or a glob of files (checked to exist)."""
+
+    name = "DATA"
+
+    def convert(self, value, param, ctx):
+        value = os.fspath(value)
+        if not glob.has_magic(value) and not os.path.exists(value):
+            self.fail(f"File {value!r} does not exist.", param, ctx)
+        return value
+
+
+class _Size(click.ParamType):
+    """A byte count such as 512M or 2G."""
+
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):
+        from softreg._memory import parse_size
+
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+_DATA_PATH = _DataPath()
+_STREAM_OPTIONS = [
+    click.option(
+        "--memory-limit",
+        type=_Size(),
+        metavar="SIZE",
+        help="Memory the command may hold for data, e.g. 2G (default: half the machine's or "
+        "the container's memory). Sets the rows per block and is checked after "
+        "every iteration and block.",
+    ),
+    click.option(
+        "--cache-dir",
+        type=click.Path(file_okay=False),
+        help="Where CSV and LIBSVM files are converted once into memory-mappable arrays "
+        "(default: $SOFTREG_CACHE_DIR, else ~/.cache/softreg).",
+    ),
+]
+
+
+def _stream_options(func):
+    for option in reversed(_STREAM_OPTIONS):
+        func = option(func)
+    return func
 
 
 def _error_message(exc):
@@ -99,10 +166,44 @@ def _data_format(path, given):
 
     if given is not None:
         return given
+    if os.path.isdir(path) or glob.has_magic(path):
+        return "parquet"
+    if path.lower().endswith(".npy"):
+        return "npy"
     try:
         return guess_format(path)
     except DataError as exc:
         raise click.BadParameter(str(exc), param_hint="DATA") from None
+
+
+def _open(data, data_format, guard, **options):
+    """``open_dataset`` with the rows per block that ``--memory-limit`` allows."""
+    from softreg._files import open_dataset
+
+    dataset = open_dataset(data, format=data_format, **options)
+    dataset.rows = guard.rows_for(dataset)
+    return dataset
+
+
+def _memory_guard(memory_limit):
+    from softreg._memory import MemoryGuard, default_memory_limit
+
+    return MemoryGuard(default_memory_limit() if memory_limit is None else memory_limit)
+
+
+def _n_samples(dataset):
+    n_samples = getattr(dataset, "n_samples", None)
+    return n_samples if n_samples is not None else dataset.X.shape[0]
+
+
+def _no_labels(data, data_format):
+    from softreg._data_io import DataError
+
+    if data_format == "npy":
+        return DataError(
+            data, "has no labels: give --target LABELS.npy, a file of one label per row."
+        )
+    return DataError(data, "has no labels: expected an array 'y' or give --target ARRAY.")
 
 
 def _stderr_is_tty():
@@ -117,6 +218,7 @@ def _as_model_input(X, feature_names):
 
     if feature_names is None or not isinstance(X, np.ndarray):
         return X
+    feature_names = list(feature_names)
     pandas = import_optional("pandas", "io", "named features")
     return pandas.DataFrame(X, columns=feature_names, copy=False)
 
@@ -126,8 +228,9 @@ def _as_model_input(X, feature_names):
 def main():
     """Softmax (multinomial logistic) regression, trained to a certified optimum.
 
-    Data files: CSV, Parquet, LIBSVM/svmlight (.svm, .svmlight, .libsvm, also .gz/.bz2)
-    and NumPy .npz. Model files hold no pickle and load without running code.
+    Data files, streamed block by block: CSV, Parquet (a file, a directory or a glob),
+    LIBSVM/svmlight (.svm, .svmlight, .libsvm, also .gz/.bz2), NumPy .npy (memory-mapped)
+    and .npz. Model files hold no pickle and load without running code.
     """
 
 
@@ -135,12 +238,11 @@ def main():
 # fit
 
 
-def _parse_class_weight(text, y):
-    import numpy as np
-
+def _parse_class_weight(text, dataset):
+    """``--class-weight`` as the estimator takes it; LABEL=W pairs cost a pass to learn labels."""
     if text is None or text == "balanced":
         return text
-    labels = np.unique(y)
+    labels = dataset.scan().classes
     weights = {}
     for item in text.split(","):
         label_text, sep, weight_text = item.partition("=")
@@ -165,16 +267,25 @@ def _parse_class_weight(text, y):
 
 
 class _Progress:
-    """Prints iteration, objective and gap bound: one updating line on a terminal, else lines."""
+    """One line per iteration: one updating line on a terminal, else lines.
+
+    The iteration, the passes over the data so far (a strided Hessian pass counts as its
+    share of the blocks), the rows read per second since the previous line, the objective and
+    the certified gap bound.
+    """
 
     def __init__(self, in_place):
         self.in_place = in_place
         self.printed = False
+        self.rows = self.time = 0.0
 
     def __call__(self, info):
+        elapsed = info.time - self.time
+        speed = (info.rows - self.rows) / elapsed if elapsed > 0 else math.inf
+        self.rows, self.time = info.rows, info.time
         line = (
-            f"iteration {info.iteration:>5}  objective {info.objective:.12g}  "
-            f"gap bound {info.gap_bound:.3e}"
+            f"iteration {info.iteration:>5}  pass {info.passes:>7.2f}  {speed:9.3g} rows/s  "
+            f"objective {info.objective:.12g}  gap bound {info.gap_bound:.3e}"
         )
         if self.in_place:
             click.echo(f"\r{line}\033[K", err=True, nl=False)
@@ -193,7 +304,8 @@ class _Progress:
     "-t",
     "--target",
     metavar="COLUMN",
-    help="The label column (needed for CSV and Parquet; for .npz the label array, default y).",
+    help="The label column (needed for CSV and Parquet; for .npz the label array, default y; "
+    "for .npy the .npy file of labels).",
 )
 @click.option(
     "-o",
@@ -253,6 +365,20 @@ class _Progress:
     "--ignore", metavar="COLUMNS", multiple=True, help="Columns that are not features (e.g. ids)."
 )
 @click.option("--format", "data_format", type=click.Choice(_FORMATS), help="Data file format.")
+@click.option(
+    "--standardize",
+    is_flag=True,
+    help="Train on standardised features (means and deviations from a first pass), folded "
+    "back so that the model takes raw features.",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Save the solver's state to FILE after every iteration; run the same command again "
+    "to resume from it. Deleted once the model is written.",
+)
+@_stream_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings.")
 @click.option("-v", "--verbose", is_flag=True, help="Print every iteration, even in a pipe.")
 @_command
@@ -271,17 +397,25 @@ def fit(
     features,
     ignore,
     data_format,
+    standardize,
+    checkpoint,
+    memory_limit,
+    cache_dir,
     quiet,
     verbose,
 ):
     """Train a softmax regression on DATA and write it to a model file.
 
-    Shows iteration, objective and certified gap bound while training when standard error
-    is a terminal (or with --verbose); a pipe gets nothing but errors and warnings. A fit
-    that stops before converging still writes the model, says what to change, and exits
-    with code 3.
+    DATA is streamed, never loaded whole: a CSV, Parquet, LIBSVM/svmlight, .npy or .npz
+    file, or for Parquet a directory or a glob of files. Shows the iteration, the passes over
+    the data, rows per second, the objective and the certified gap bound while training when
+    standard error is a terminal (or with --verbose); a pipe gets nothing but errors and
+    warnings. With --checkpoint, a killed run loses at most one iteration: run the same
+    command again to resume. A fit that stops before converging still writes the model,
+    says what to change, keeps its checkpoint (a rerun with a higher --max-iter resumes) and
+    exits with code 3.
     """
-    from softreg._data_io import DataError, read_table
+    from softreg._data_io import DataError
     from softreg._estimator import SoftmaxRegression
     from softreg._model_io import save_model
 
@@ -292,18 +426,28 @@ def fit(
         raise click.UsageError(
             f"Missing option '--target': {_KIND[data_format]} data needs a label column."
         )
-    table = read_table(
+    guard = _memory_guard(memory_limit)
+    dataset = _open(
         data,
+        data_format,
+        guard,
         target=target,
         features=_names(features) or None,
         exclude=_names(ignore),
         sample_weight=sample_weight,
-        format=data_format,
+        cache_dir=cache_dir,
     )
-    if table.y is None:
-        raise DataError(data, "has no labels: expected an array 'y' or give --target ARRAY.")
+    if dataset.target_ndim == 0:
+        raise _no_labels(data, data_format)
     show_progress = verbose or (not quiet and _stderr_is_tty())
     progress = _Progress(in_place=_stderr_is_tty()) if show_progress else None
+
+    def callback(info):
+        if progress is not None:
+            progress(info)
+        guard.check()
+
+    options = [target, _names(features), _names(ignore), sample_weight, class_weight]
     estimator = SoftmaxRegression(
         alpha=alpha,
         fit_intercept=not no_intercept,
@@ -311,28 +455,30 @@ def fit(
         tol=tol,
         max_iter=max_iter,
         learning_rate=learning_rate,
-        class_weight=_parse_class_weight(class_weight, table.y),
-        callback=progress,
+        class_weight=_parse_class_weight(class_weight, dataset),
+        standardize=standardize,
+        callback=callback,
+        checkpoint=None if checkpoint is None else _checkpoint(checkpoint, dataset, data, options),
     )
     try:
-        estimator.fit(
-            _as_model_input(table.X, table.feature_names),
-            table.y,
-            sample_weight=table.sample_weight,
-        )
+        estimator.fit(dataset)
+    except _user_errors():
+        raise
     except ValueError as exc:
         raise DataError(data, str(exc)) from exc
     finally:
         if progress is not None:
             progress.close()
-    estimator.set_params(callback=None)
+    estimator.set_params(callback=None, checkpoint=None)
     metadata = {
         "training_data": os.path.basename(data),
-        "n_samples": table.n_samples,
+        "n_samples": _n_samples(dataset),
         "target_column": target if data_format in ("csv", "parquet") else None,
         "sample_weight_column": sample_weight if data_format in ("csv", "parquet") else None,
     }
     save_model(estimator, output, metadata=metadata)
+    if checkpoint is not None and estimator.converged_:
+        os.unlink(checkpoint)  # the model holds the result; a rerun starts afresh
     if not quiet:
         click.echo(_fit_summary(estimator, output), err=True)
     if not estimator.converged_:
@@ -360,6 +506,20 @@ def _not_converged_advice(estimator, output):
     )
 
 
+def _checkpoint(path, dataset, data, options):
+    """The checkpoint of a fit: its fingerprint names the data files (size, modification
+    time, hash of the first and last MiB) and the column options."""
+    from softreg._checkpoint import Checkpoint
+    from softreg._file_cache import source_signature
+
+    files = getattr(dataset, "paths", None) or (data,)
+    fingerprint = {
+        "data_files": [[os.path.abspath(f), *source_signature(f)] for f in files],
+        "column_options": options,
+    }
+    return Checkpoint(path, fingerprint)
+
+
 def _fit_summary(estimator, output):
     status = "converged" if estimator.converged_ else "did NOT converge"
     return (
@@ -371,6 +531,316 @@ def _fit_summary(estimator, output):
 
 # --------------------------------------------------------------------------------------------
 # predict, evaluate, report
+
+
+def _data_columns(data, data_format):
+    """The named columns of DATA, read without parsing rows (None where there are none)."""
+    from softreg._data_io import column_names, import_optional
+    from softreg._files import open_dataset
+
+    if data_format == "npy":
+        return None
+    if data_format == "parquet" and (os.path.isdir(data) or glob.has_magic(data)):
+        pa_dataset = import_optional("pyarrow.dataset", "io", "reading Parquet files")
+        return pa_dataset.dataset(open_dataset(data, format="parquet").paths).schema.names
+    return column_names(data, format=data_format)
+
+
+def _open_for_model(
+    loaded, data, data_format, ignore, guard, cache_dir, target=None, sample_weight=None
+):
+    """Open DATA for a loaded model: features matched by name, the training target ignored."""
+    from softreg._data_io import DataError, _select_features
+
+    header = loaded.header
+    names = header["feature_names"]
+    data_format = _data_format(data, data_format)
+    exclude = _names(ignore)
+    if data_format == "svmlight":
+        # open_dataset refuses column options for svmlight files, with a message saying why.
+        for value, option in ((target, "target"), (sample_weight, "sample_weight")):
+            if value is not None:
+                raise DataError(
+                    data,
+                    "svmlight files hold the label first on each line and have no column names, "
+                    f"so `{option}` does not apply; got {value!r}.",
+                )
+        dataset = _open(data, data_format, guard, cache_dir=cache_dir)
+        if dataset.n_features > header["n_features"]:
+            raise DataError(
+                data,
+                f"has feature indices up to {dataset.n_features - 1}; the model was trained on "
+                f"{header['n_features']} features.",
+            )
+        return dataset
+    present = _data_columns(data, data_format)
+    # The training target and weight columns may still be in the file; they are not features.
+    for recorded in (
+        header["metadata"].get("target_column"),
+        header["metadata"].get("sample_weight_column"),
+    ):
+        skip = recorded in (present or ()) and recorded not in (target, sample_weight, *exclude)
+        if skip and (names is None or recorded not in names):
+            exclude.append(recorded)
+    by_name = names is not None and present is not None
+    if by_name:  # names a missing column, or one the model was not trained on
+        _select_features(data, present, target, names, exclude, sample_weight, strict=True)
+    dataset = _open(
+        data,
+        data_format,
+        guard,
+        target=target,
+        sample_weight=sample_weight,
+        features=names if by_name else None,
+        exclude=exclude,
+        cache_dir=cache_dir,
+    )
+    if dataset.n_features != header["n_features"]:
+        raise DataError(
+            data,
+            f"has {dataset.n_features} feature columns; the model was trained on "
+            f"{header['n_features']} (matched by position, as "
+            f"{'the model' if names is None else 'the data'} has no feature names).",
+        )
+    return dataset
+
+
+def _model_batches(loaded, dataset, guard):
+    """``(block, X)`` per batch of DATA: ``X`` as the model takes it (named, full width)."""
+    import scipy.sparse as sp
+
+    names = loaded.header["feature_names"]
+    n_features = loaded.header["n_features"]
+    for block in dataset.batches():
+        X = block.X
+        if sp.issparse(X) and X.shape[1] < n_features:  # svmlight: trailing zero columns
+            X = sp.csr_matrix((X.data, X.indices, X.indptr), shape=(X.shape[0], n_features))
+        yield block, _as_model_input(X, names)
+        guard.check()
+
+
+def _classifier(loaded, model, command):
+    from softreg._model_io import ModelFileError
+
+    if loaded.header["estimator"] != "SoftmaxRegression":
+        raise ModelFileError(
+            model,
+            f"holds a {loaded.header['estimator']}; `softreg {command}` needs a "
+            "SoftmaxRegression classifier.",
+        )
+    return loaded.estimator
+
+
+@main.command(short_help="Predict labels or class probabilities.")
+@click.argument("model", type=_MODEL_PATH)
+@click.argument("data", type=_DATA_PATH)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="CSV or Parquet file to write (default: CSV on standard output).",
+)
+@click.option("--proba", is_flag=True, help="Add a column proba_LABEL per class.")
+@click.option("--log-proba", is_flag=True, help="Add a column log_proba_LABEL per class.")
+@click.option("--ignore", metavar="COLUMNS", multiple=True, help="Columns that are not features.")
+@click.option("--format", "data_format", type=click.Choice(_FORMATS), help="Data file format.")
+@_stream_options
+@_command
+def predict(model, data, output, proba, log_proba, ignore, data_format, memory_limit, cache_dir):
+    """Predict labels (and optionally class probabilities) for the rows of DATA.
+
+    Writes a column 'prediction', plus proba_LABEL / log_proba_LABEL columns when asked,
+    one row per input row, in input order. Features are matched by name; a column the model
+    was not trained on is an error (leave it out with --ignore), except the training target
+    and sample-weight columns, which are skipped. DATA is streamed: the output is written
+    block by block as the rows are predicted, to a temporary file renamed onto --output
+    when complete (no partial file is left on error).
+    """
+    import numpy as np
+
+    from softreg._data_io import DataError, guess_format
+    from softreg._model_io import read_model_file
+    from softreg._writers import TableWriter, csv_lines
+
+    if output is not None:
+        try:
+            output_format = guess_format(output)
+        except DataError as exc:
+            raise click.BadParameter(str(exc), param_hint="--output") from None
+        if output_format not in ("csv", "parquet"):
+            raise click.BadParameter(
+                f"{output}: predictions are written as CSV or Parquet.", param_hint="--output"
+            )
+    loaded = read_model_file(model)
+    if (proba or log_proba) and loaded.header["estimator"] != "SoftmaxRegression":
+        raise click.UsageError("--proba and --log-proba need a SoftmaxRegression model.")
+    guard = _memory_guard(memory_limit)
+    dataset = _open_for_model(loaded, data, data_format, ignore, guard, cache_dir)
+    estimator = loaded.estimator
+    labels = [str(label) for label in getattr(estimator, "classes_", np.array([])).tolist()]
+
+    def columns(X):
+        result = {"prediction": estimator.predict(X)}
+        # Each from its own method, so the numbers are the Python API's to the last bit.
+        if proba:
+            P = estimator.predict_proba(X)
+            result.update({f"proba_{c}": P[:, k] for k, c in enumerate(labels)})
+        if log_proba:
+            log_P = estimator.predict_log_proba(X)
+            result.update({f"log_proba_{c}": log_P[:, k] for k, c in enumerate(labels)})
+        return result
+
+    batches = _model_batches(loaded, dataset, guard)
+    if output is None:
+        for index, (_, X) in enumerate(batches):
+            click.echo(csv_lines(columns(X), header=index == 0), nl=False)
+        return
+    with TableWriter(output) as writer:
+        for _, X in batches:
+            writer.write(columns(X))
+        if writer.n_rows == 0:
+            raise DataError(data, "has no rows to predict.")
+
+
+def _evaluation(model, data, target, sample_weight, ignore, data_format, command, guard, cache_dir):
+    """Stream DATA through MODEL: ``(loaded model, metrics accumulator)``."""
+    from softreg._data_io import DataError
+    from softreg._metrics import MetricsAccumulator
+    from softreg._model_io import read_model_file
+
+    loaded = read_model_file(model)
+    estimator = _classifier(loaded, model, command)
+    data_format = _data_format(data, data_format)
+    if data_format in ("csv", "parquet"):
+        target = target or loaded.header["metadata"].get("target_column")
+        if target is None:
+            raise click.UsageError(
+                f"Missing option '--target': {_KIND[data_format]} data needs a label column."
+            )
+    dataset = _open_for_model(
+        loaded, data, data_format, ignore, guard, cache_dir, target, sample_weight
+    )
+    if dataset.target_ndim != 1:
+        raise _no_labels(data, data_format)
+    metrics = MetricsAccumulator(estimator.classes_, weighted=sample_weight is not None)
+    for block, X in _model_batches(loaded, dataset, guard):
+        try:
+            metrics.add(block.target, estimator.predict_log_proba(X), block.sample_weight)
+        except DataError:
+            raise
+        except ValueError as exc:
+            raise DataError(data, str(exc)) from exc
+    if metrics.n_samples == 0:
+        raise DataError(data, "has no rows to evaluate.")
+    return loaded, metrics
+
+
+_TARGET_OPTION = click.option(
+    "-t",
+    "--target",
+    metavar="COLUMN",
+    help="The label column (default: the one the model was trained with).",
+)
+_WEIGHT_OPTION = click.option(
+    "--sample-weight", metavar="COLUMN", help="Column of row weights for every metric."
+)
+
+
+@main.command(short_help="Evaluate a model on labelled data.")
+@click.argument("model", type=_MODEL_PATH)
+@click.argument("data", type=_DATA_PATH)
+@_TARGET_OPTION
+@_WEIGHT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--ignore", metavar="COLUMNS", multiple=True, help="Columns that are not features.")
+@click.option("--format", "data_format", type=click.Choice(_FORMATS), help="Data file format.")
+@_stream_options
+@_command
+def evaluate(
+    model, data, target, sample_weight, as_json, ignore, data_format, memory_limit, cache_dir
+):
+    """Evaluate MODEL on labelled DATA.
+
+    Accuracy, log-loss in nats and bits, perplexity, mean predictive entropy, expected
+    calibration error (top label, 15 equal-width bins), per-class precision, recall and F1,
+    the confusion matrix and the ten likeliest mislabelled rows (highest surprisal). JSON
+    writes non-finite numbers as the strings "inf" and "nan". DATA is streamed: the metrics
+    are sums over blocks of rows.
+    """
+    from softreg._report import format_metrics, json_ready
+
+    guard = _memory_guard(memory_limit)
+    _, accumulated = _evaluation(
+        model, data, target, sample_weight, ignore, data_format, "evaluate", guard, cache_dir
+    )
+    metrics = accumulated.result()
+    if as_json:
+        click.echo(json.dumps(json_ready(metrics), indent=2, allow_nan=False))
+    else:
+        click.echo(format_metrics(metrics, model_path=model, data_path=data), nl=False)
+
+
+@main.command(short_help="Write a self-contained HTML report.")
+@click.argument("model", type=_MODEL_PATH)
+@click.argument("data", type=_DATA_PATH)
+@_TARGET_OPTION
+@_WEIGHT_OPTION
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The HTML file to write, e.g. report.html.",
+)
+@click.option("--ignore", metavar="COLUMNS", multiple=True, help="Columns that are not features.")
+@click.option("--format", "data_format", type=click.Choice(_FORMATS), help="Data file format.")
+@_stream_options
+@click.option("-q", "--quiet", is_flag=True, help="Do not print the name of the written file.")
+@_command
+def report(
+    model,
+    data,
+    target,
+    sample_weight,
+    output,
+    ignore,
+    data_format,
+    memory_limit,
+    cache_dir,
+    quiet,
+):
+    """Write a self-contained HTML evaluation report of MODEL on labelled DATA.
+
+    One file, no network: training curves (objective, certified gap bound), reliability
+    diagram, confusion matrix, surprisal distribution with the likeliest mislabelled rows, and
+    the tables of `softreg evaluate`. DATA is streamed, as for `softreg evaluate`.
+    """
+    from softreg._model_io import atomic_write
+    from softreg._report import render_html
+
+    guard = _memory_guard(memory_limit)
+    loaded, accumulated = _evaluation(
+        model, data, target, sample_weight, ignore, data_format, "report", guard, cache_dir
+    )
+    page = render_html(
+        accumulated.result(),
+        surprisal=accumulated.surprisal_histogram(),
+        history=loaded.estimator.history_,
+        model=loaded.header,
+        model_path=model,
+        data_path=data,
+    )
+    with atomic_write(output) as handle:
+        handle.write(page.encode())
+    if not quiet:
+        click.echo(f"Wrote {output}", err=True)
+
+
+# --------------------------------------------------------------------------------------------
+# update
+
+
+# `update` reads DATA whole (its passes shuffle every row), unlike the streamed commands.
 
 
 def _read_for_model(loaded, data, data_format, ignore, target=None, sample_weight=None):
@@ -425,75 +895,6 @@ def _model_input(loaded, table):
     return _as_model_input(table.X, names)
 
 
-def _classifier(loaded, model, command):
-    from softreg._model_io import ModelFileError
-
-    if loaded.header["estimator"] != "SoftmaxRegression":
-        raise ModelFileError(
-            model,
-            f"holds a {loaded.header['estimator']}; `softreg {command}` needs a "
-            "SoftmaxRegression classifier.",
-        )
-    return loaded.estimator
-
-
-@main.command(short_help="Predict labels or class probabilities.")
-@click.argument("model", type=_MODEL_PATH)
-@click.argument("data", type=_DATA_PATH)
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False),
-    help="CSV or Parquet file to write (default: CSV on standard output).",
-)
-@click.option("--proba", is_flag=True, help="Add a column proba_LABEL per class.")
-@click.option("--log-proba", is_flag=True, help="Add a column log_proba_LABEL per class.")
-@click.option("--ignore", metavar="COLUMNS", multiple=True, help="Columns that are not features.")
-@click.option("--format", "data_format", type=click.Choice(_FORMATS), help="Data file format.")
-@_command
-def predict(model, data, output, proba, log_proba, ignore, data_format):
-    """Predict labels (and optionally class probabilities) for the rows of DATA.
-
-    Writes a column 'prediction', plus proba_LABEL / log_proba_LABEL columns when asked,
-    one row per input row, in input order. Features are matched by name; a column the model
-    was not trained on is an error (leave it out with --ignore), except the training target
-    and sample-weight columns, which are skipped.
-    """
-    import numpy as np
-
-    from softreg._data_io import DataError, format_csv, guess_format, write_table
-    from softreg._model_io import read_model_file
-
-    if output is not None:
-        try:
-            output_format = guess_format(output)
-        except DataError as exc:
-            raise click.BadParameter(str(exc), param_hint="--output") from None
-        if output_format not in ("csv", "parquet"):
-            raise click.BadParameter(
-                f"{output}: predictions are written as CSV or Parquet.", param_hint="--output"
-            )
-    loaded = read_model_file(model)
-    if (proba or log_proba) and loaded.header["estimator"] != "SoftmaxRegression":
-        raise click.UsageError("--proba and --log-proba need a SoftmaxRegression model.")
-    table = _read_for_model(loaded, data, data_format, ignore)
-    estimator = loaded.estimator
-    X = _model_input(loaded, table)
-    columns = {"prediction": estimator.predict(X)}
-    labels = [str(label) for label in getattr(estimator, "classes_", np.array([])).tolist()]
-    # Each from its own method, so the numbers are the Python API's to the last bit.
-    if proba:
-        P = estimator.predict_proba(X)
-        columns.update({f"proba_{c}": P[:, k] for k, c in enumerate(labels)})
-    if log_proba:
-        log_P = estimator.predict_log_proba(X)
-        columns.update({f"log_proba_{c}": log_P[:, k] for k, c in enumerate(labels)})
-    if output is None:
-        click.echo(format_csv(columns), nl=False)
-    else:
-        write_table(output, columns)
-
-
 def _labelled_table(loaded, data, target, sample_weight, ignore, data_format):
     """Read labelled DATA for a loaded model; the target defaults to the training one."""
     from softreg._data_io import DataError
@@ -509,113 +910,6 @@ def _labelled_table(loaded, data, target, sample_weight, ignore, data_format):
     if table.y is None:
         raise DataError(data, "has no labels: expected an array 'y' or give --target ARRAY.")
     return table
-
-
-def _evaluation(model, data, target, sample_weight, ignore, data_format, command):
-    from softreg._data_io import DataError
-    from softreg._metrics import classification_metrics
-    from softreg._model_io import read_model_file
-
-    loaded = read_model_file(model)
-    estimator = _classifier(loaded, model, command)
-    table = _labelled_table(loaded, data, target, sample_weight, ignore, data_format)
-    log_proba = estimator.predict_log_proba(_model_input(loaded, table))
-    try:
-        metrics = classification_metrics(
-            table.y, log_proba, estimator.classes_, sample_weight=table.sample_weight
-        )
-    except ValueError as exc:
-        raise DataError(data, str(exc)) from exc
-    return loaded, table, log_proba, metrics
-
-
-_TARGET_OPTION = click.option(
-    "-t",
-    "--target",
-    metavar="COLUMN",
-    help="The label column (default: the one the model was trained with).",
-)
-_WEIGHT_OPTION = click.option(
-    "--sample-weight", metavar="COLUMN", help="Column of row weights for every metric."
-)
-
-
-@main.command(short_help="Evaluate a model on labelled data.")
-@click.argument("model", type=_MODEL_PATH)
-@click.argument("data", type=_DATA_PATH)
-@_TARGET_OPTION
-@_WEIGHT_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-@click.option("--ignore", metavar="COLUMNS", multiple=True, help="Columns that are not features.")
-@click.option("--format", "data_format", type=click.Choice(_FORMATS), help="Data file format.")
-@_command
-def evaluate(model, data, target, sample_weight, as_json, ignore, data_format):
-    """Evaluate MODEL on labelled DATA.
-
-    Accuracy, log-loss in nats and bits, perplexity, mean predictive entropy, expected
-    calibration error (top label, 15 equal-width bins), per-class precision, recall and F1,
-    the confusion matrix and the ten likeliest mislabelled rows (highest surprisal). JSON
-    writes non-finite numbers as the strings "inf" and "nan".
-    """
-    from softreg._report import format_metrics, json_ready
-
-    _, _, _, metrics = _evaluation(
-        model, data, target, sample_weight, ignore, data_format, "evaluate"
-    )
-    if as_json:
-        click.echo(json.dumps(json_ready(metrics), indent=2, allow_nan=False))
-    else:
-        click.echo(format_metrics(metrics, model_path=model, data_path=data), nl=False)
-
-
-@main.command(short_help="Write a self-contained HTML report.")
-@click.argument("model", type=_MODEL_PATH)
-@click.argument("data", type=_DATA_PATH)
-@_TARGET_OPTION
-@_WEIGHT_OPTION
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="The HTML file to write, e.g. report.html.",
-)
-@click.option("--ignore", metavar="COLUMNS", multiple=True, help="Columns that are not features.")
-@click.option("--format", "data_format", type=click.Choice(_FORMATS), help="Data file format.")
-@click.option("-q", "--quiet", is_flag=True, help="Do not print the name of the written file.")
-@_command
-def report(model, data, target, sample_weight, output, ignore, data_format, quiet):
-    """Write a self-contained HTML evaluation report of MODEL on labelled DATA.
-
-    One file, no network: training curves (objective, certified gap bound), reliability
-    diagram, confusion matrix, surprisal distribution with the likeliest mislabelled rows, and
-    the tables of `softreg evaluate`.
-    """
-    from softreg._metrics import encode_labels, surprisal_bits
-    from softreg._model_io import atomic_write
-    from softreg._report import render_html
-
-    loaded, table, log_proba, metrics = _evaluation(
-        model, data, target, sample_weight, ignore, data_format, "report"
-    )
-    estimator = loaded.estimator
-    surprisal = surprisal_bits(encode_labels(table.y, estimator.classes_), log_proba)
-    page = render_html(
-        metrics,
-        surprisal=surprisal,
-        history=estimator.history_,
-        model=loaded.header,
-        model_path=model,
-        data_path=data,
-    )
-    with atomic_write(output) as handle:
-        handle.write(page.encode())
-    if not quiet:
-        click.echo(f"Wrote {output}", err=True)
-
-
-# --------------------------------------------------------------------------------------------
-# update
 
 
 def _take_rows(X, order):
@@ -647,7 +941,9 @@ def _take_rows(X, order):
 @_TARGET_OPTION
 @_WEIGHT_OPTION
 @click.option("--ignore", metavar="COLUMNS", multiple=True, help="Columns that are not features.")
-@click.option("--format", "data_format", type=click.Choice(_FORMATS), help="Data file format.")
+@click.option(
+    "--format", "data_format", type=click.Choice(_TABLE_FORMATS), help="Data file format."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings.")
 @_command
 def update(model, data, output, passes, seed, target, sample_weight, ignore, data_format, quiet):
