@@ -450,15 +450,15 @@ def test_help_shows_the_estimators_defaults_and_the_readers_formats():
     """cli.py spells these out so that --help imports neither the estimator nor the readers."""
     import inspect
 
-    from softreg._files import STREAM_FORMATS
     from softreg._estimator import SoftmaxRegression
+    from softreg._files import STREAM_FORMATS
 
     signature = inspect.signature(SoftmaxRegression).parameters
     assert {name: signature[name].default for name in cli._DEFAULTS} == cli._DEFAULTS
     assert cli._FORMATS == STREAM_FORMATS
     shown = " ".join(run("fit", "--help").output.split())
     assert "[default: 0.0001; x>=0]" in shown and "[default: 1000; x>=1]" in shown
-    assert "says what to change, and exits with code 3." in shown
+    assert "says what to change, keeps its checkpoint" in shown and "exits with code 3." in shown
 
 
 # ------------------------------------------------------------------------------------------

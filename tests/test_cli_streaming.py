@@ -249,9 +249,12 @@ def test_a_checkpoint_of_another_fit_is_refused(files, tmp_path):
     path, options, _ = paths["parquet"]
     checkpoint, model_path = tmp_path / "fit.ckpt", tmp_path / "m.softreg"
     args = ["fit", path, *options, "-o", model_path, "--checkpoint", checkpoint]
-    result = run(*args, "--max-iter", "2")
+    result = run(*args, "--max-iter", "2", expect=3)
     assert "did NOT converge" in result.stderr and model_path.exists()
-    assert not checkpoint.exists()  # removed once the model is written
+    assert checkpoint.exists()  # not converged: kept, so that a rerun continues
+    resumed = run(*args, "--max-iter", "50", "-v")
+    assert resumed.stderr.startswith("iteration     3  ")  # iterations 0-2 were saved
+    assert not checkpoint.exists()  # converged: removed once the model is written
     model_path.unlink()
     # A checkpoint left by a killed run whose command has changed since:
     history = {k: np.zeros(1) for k in ("objective", "gradient_norm", "gap_bound", "time")}

@@ -143,3 +143,17 @@ def check_labels(labels, n_classes, name):
             f"got {array[index]}{_at(index)}."
         )
     return array.astype(np.intp, copy=False)
+
+
+def column_magnitude(values):
+    """The largest ``|value|`` of each column of a dense or CSR matrix (0 for no rows).
+
+    >>> column_magnitude(np.array([[1.0, -3.0], [-2.0, 0.5]])).tolist()
+    [2.0, 3.0]
+    """
+    import scipy.sparse as sp  # here: the kernels import this module, and need only NumPy
+
+    if sp.issparse(values):
+        return abs(values).max(axis=0).toarray().ravel()
+    values = values.reshape(values.shape[0], -1)
+    return np.maximum(values.max(axis=0, initial=0), -values.min(axis=0, initial=0))

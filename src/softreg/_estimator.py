@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from softreg import _datapath as datapath
 from softreg import _params as rules
 from softreg._checkpoint import Checkpoint
-from softreg._checks import check_probability, check_sample_weight
+from softreg._checks import check_probability, check_sample_weight, column_magnitude
 from softreg._kernels import _softmax, log_softmax
 from softreg._model_io import register_estimator, save_model
 from softreg._partial_fit import OnlineMixin
@@ -99,11 +99,11 @@ def _check_scale(values, dtype, what):
 
     ``what(j)`` names column ``j`` in the message.
     """
-    if sp.issparse(values):
-        magnitude = abs(values).max(axis=0).toarray().ravel()
-    else:
-        values = values.reshape(values.shape[0], -1)
-        magnitude = np.maximum(values.max(axis=0, initial=0), -values.min(axis=0, initial=0))
+    _check_magnitude(column_magnitude(values), dtype, what)
+
+
+def _check_magnitude(magnitude, dtype, what):
+    """:func:`_check_scale` from the columns' largest magnitudes (a dataset's first pass)."""
     limit = _MAX_FEATURE_MAGNITUDE[np.dtype(dtype).name]
     too_large = np.flatnonzero(magnitude > limit)
     if too_large.size:
@@ -131,6 +131,12 @@ class _LinearModel(BaseEstimator):
         if reset:  # fitting: refuse data whose scale would overflow the fit's arithmetic
             _check_scale(X, X.dtype, self._feature_column)
         return X
+
+    def _check_dataset_scale(self, dataset):
+        """The magnitude check of ``_validate_features``, from a file dataset's first pass."""
+        magnitude = getattr(dataset, "feature_magnitude", None)
+        if magnitude is not None:
+            _check_magnitude(magnitude, dataset.dtype, self._feature_column)
 
     def _feature_column(self, j):
         names = getattr(self, "feature_names_in_", None)
@@ -601,6 +607,7 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
         """Scan, settle classes, class weights and the start, then fit on ``dataset``."""
         summary = dataset.scan(moments=self.standardize)
         _check_rows(summary)
+        self._check_dataset_scale(dataset)
         classes = self._classes(dataset, summary)
         hard = dataset.target_ndim == 1
         per_class = datapath.class_factors(
@@ -823,6 +830,7 @@ class LinearRegression(RegressorMixin, _LinearModel):
     def _fit_dataset(self, dataset):
         summary = dataset.scan(moments=self.standardize, labels=False)
         _check_rows(summary)
+        self._check_dataset_scale(dataset)
         self._single_output = dataset.target_ndim == 1
         n_outputs, n_features = len(summary.class_totals), dataset.n_features
         scaling = self._scaling(dataset, summary)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from softreg._checks import column_magnitude
 from softreg._data_io import (
     DataError,
     _check_weights,
@@ -263,9 +264,13 @@ class FileDataset(Dataset):
         totals = counts = None
         accumulator = Moments(self.n_features) if moments else None
         hard = self.target_ndim == 1 and labels
+        magnitude = np.zeros(self.n_features)
         for block, path, offset in self._pass(self._rows(1)):
             n = block.X.shape[0]
             n_samples += n
+            # The fit refuses features large enough to overflow its products (the estimator's
+            # scale check, made here for data it never holds at once).
+            np.maximum(magnitude, column_magnitude(block.X), out=magnitude)
             w = block.sample_weight
             weight_total += n if w is None else float(w.sum(dtype=np.float64))
             if accumulator is not None:
@@ -288,6 +293,7 @@ class FileDataset(Dataset):
                 totals = block_totals if totals is None else totals + block_totals
                 counts = block_counts if counts is None else counts + block_counts
         self.n_samples = n_samples
+        self.feature_magnitude = magnitude
         self._validated = True  # every row was checked; unchanged files need no re-check
         classes = None
         if hard:
