@@ -1,5 +1,8 @@
 """Shared test configuration: a deterministic, quick Hypothesis profile."""
 
+import os
+
+import pytest
 from hypothesis import settings
 
 # derandomize: the same examples on every run and every machine, so a failure reproduces;
@@ -9,3 +12,10 @@ settings.register_profile(
     "softreg", derandomize=True, database=None, max_examples=60, deadline=None
 )
 settings.load_profile("softreg")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache_dir(tmp_path_factory, monkeypatch):
+    """CSV and LIBSVM caches of every test in a temporary folder, never in ~/.cache/softreg."""
+    if "SOFTREG_CACHE_DIR" not in os.environ:
+        monkeypatch.setenv("SOFTREG_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
