@@ -14,8 +14,13 @@ settings.register_profile(
 settings.load_profile("softreg")
 
 
-@pytest.fixture(autouse=True)
-def _private_cache_dir(tmp_path_factory, monkeypatch):
-    """CSV and LIBSVM caches of every test in a temporary folder, never in ~/.cache/softreg."""
-    if "SOFTREG_CACHE_DIR" not in os.environ:
-        monkeypatch.setenv("SOFTREG_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory):
+    """CSV and LIBSVM caches of every test in a temporary folder, never in ~/.cache/softreg.
+
+    Session-scoped, so that module-scoped fixtures that fit a CSV file are covered too.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        if "SOFTREG_CACHE_DIR" not in os.environ:
+            patch.setenv("SOFTREG_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
