@@ -381,3 +381,12 @@ def test_a_label_deep_in_the_file_that_the_model_never_saw(files, tmp_path):
         f"Error: {path}: `y` holds label 9 in row 451, which is not one of the model's "
         "classes (0, 1, 2).\n"
     )
+
+
+def test_a_csv_file_that_is_not_utf8_is_refused(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("caf\u00e9,label\n1,x\n2,y\n".encode("latin-1"))  # in the header
+    result = run("fit", path, "-t", "label", "-o", tmp_path / "m", expect=1)
+    assert result.stderr == (
+        f"Error: {path}: is not UTF-8 text (unexpected end of data: b'\\xe9'); save it as UTF-8.\n"
+    )

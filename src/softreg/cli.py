@@ -127,7 +127,8 @@ def _error_message(exc):
 
     if isinstance(exc, OSError) and not isinstance(exc, MissingDependencyError) and exc.filename:
         return f"{exc.filename}: {exc.strerror or exc}"
-    return str(exc)
+    # One line: readers' own messages (pyarrow's) may hold line breaks.
+    return " ".join(line.strip() for line in str(exc).strip().splitlines())
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -178,9 +179,17 @@ def _data_format(path, given):
 
 def _open(data, data_format, guard, **options):
     """``open_dataset`` with the rows per block that ``--memory-limit`` allows."""
+    from softreg._data_io import DataError
     from softreg._files import open_dataset
 
-    dataset = open_dataset(data, format=data_format, **options)
+    try:
+        dataset = open_dataset(data, format=data_format, **options)
+    except UnicodeDecodeError as exc:  # a text file that is not UTF-8
+        raise DataError(
+            data,
+            f"is not UTF-8 text ({exc.reason}: {exc.object[exc.start : exc.end]!r}); "
+            "save it as UTF-8.",
+        ) from exc
     dataset.rows = guard.rows_for(dataset)
     return dataset
 
