@@ -53,7 +53,9 @@ def problem(n_samples=600, seed=0):
 
 
 def frame(X, y, weight):
-    table = pd.DataFrame(X, columns=FEATURES)
+    # A copy: pandas < 3 (no copy-on-write) would let a test's edit of the frame reach the
+    # module-scoped fixture's X.
+    table = pd.DataFrame(X.copy(), columns=FEATURES)
     table["label"] = y
     table["weight"] = weight
     return table
