@@ -1,0 +1,534 @@
+"""Dask collections as a block source: every pass runs on the workers, next to the chunks.
+
+The distributed objective is Spark MLlib's ``RDDLossFunction`` over Dask chunks: per pass the
+parameters go to the workers once, each row chunk adds up the per-block sums of its rows
+where it lives, and the chunk sums are added in a tree of fixed fan-in (``treeAggregate``).
+The driver runs the same solvers and the same certificate as in memory, and holds parameters
+and sums only: no row ever travels to it during a fit.
+
+Conventions
+-----------
+* ``X`` is a 2-D ``dask.array.Array`` chunked by rows, its columns in one chunk; ``y`` (1-D
+  labels, or a 2-D probability or target matrix) and ``sample_weight`` are Dask arrays with
+  the same row chunks. Chunk ``c`` holds rows ``starts[c]`` to ``starts[c + 1] - 1``; errors
+  about the data name the chunk and its rows.
+* A :class:`DaskSource` cuts each chunk into cache-sized *blocks* on the worker, exactly as
+  :class:`~softreg._sources.ArraySource` cuts an array; ``reduce(function, *args, every)``
+  returns ``Σ_b function(b, block_b, *args)`` over every ``every``-th of those blocks, with
+  ``b`` the block's position in that strided scan, as for an in-memory source.
+* ``args`` enter each pass's task graph once, as one task that every chunk task depends on
+  (a "delayed of the arguments"): Dask ships them to each worker once per pass, not once per
+  task, and, unlike data scattered from the client, can recompute them if a worker dies.
+* A worker that dies mid-fit loses the chunks it held; Dask recomputes them from the graph
+  that built them (files, generators) and the pass returns the same sums. Chunks that have
+  no graph (scattered from the client) cannot be recomputed: the pass fails with
+  :class:`DaskDataLostError` instead of returning sums over the surviving rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from concurrent.futures import CancelledError
+from typing import NamedTuple
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
+
+from softreg._sources import Block, Dataset, Source, Summary, add_sums, block_rows
+
+__all__ = ["DaskDataLostError", "DaskDataset", "DaskSource", "is_dask_collection"]
+
+# Partial sums added per task of the reduction tree: 8 keeps the tree shallow (depth 2 up to
+# 64 chunks, 3 up to 512) while no task waits on more than 8 transfers (Spark's
+# treeAggregate uses depth 2 by default).
+_FAN_IN = 8
+
+
+class DaskDataLostError(RuntimeError):
+    """Chunks of the training data were lost with a worker and cannot be recomputed."""
+
+
+def is_dask_collection(obj) -> bool:
+    """Whether ``obj`` is a Dask array or DataFrame, without importing Dask for other input."""
+    return type(obj).__module__.partition(".")[0] in ("dask", "dask_expr")
+
+
+# --------------------------------------------------------------------------------------------
+# Tasks that run on the workers.
+# --------------------------------------------------------------------------------------------
+
+
+def _chunk_blocks(X, target, weight, rows):
+    """The blocks of ``rows`` rows (the last one shorter) that a chunk is cut into."""
+    for start in range(0, X.shape[0], rows):
+        stop = start + rows
+        part = None if weight is None else weight[start:stop]
+        yield Block(X[start:stop], target[start:stop], part)
+
+
+def _chunk_reduce(function, first, every, rows, X, target, weight, args):
+    """``Σ function(b // every, block_b, *args)`` over the chunk's blocks ``b ≡ 0 mod every``.
+
+    ``first`` is the scan position of the chunk's first block; None when no block is taken.
+    """
+    total = None
+    for position, block in enumerate(_chunk_blocks(X, target, weight, rows), start=first):
+        if position % every == 0:
+            total = add_sums(total, function(position // every, block, *args))
+    return total
+
+
+def _add_parts(*parts):
+    """Tree node: the element-wise sum of the non-None parts (into a copy of the first).
+
+    The parts are other tasks' results, which Dask may still hold: they are never modified.
+    """
+    total = None
+    for part in parts:
+        if part is None:
+            continue
+        if total is None:
+            copied = [np.array(value) if isinstance(value, np.ndarray) else value for value in part]
+            total = type(part)(*copied) if hasattr(part, "_fields") else tuple(copied)
+        else:
+            total = add_sums(total, part)
+    return total
+
+
+def _identity(value):
+    return value
+
+
+def _rows_named(name, chunk, start, stop):
+    return f"`{name}` chunk {chunk} (rows {start} to {stop - 1})"
+
+
+class _ChunkScan(NamedTuple):
+    """What one chunk contributes to a :class:`~softreg._sources.Summary`."""
+
+    n_samples: int
+    labels: np.ndarray | None  # distinct labels (1-D targets)
+    totals: np.ndarray  # their weights, or weighted column sums of a 2-D target
+    weight: float
+    mean: np.ndarray | None  # weighted feature means of the chunk
+    squares: np.ndarray | None  # Σ s (x - mean)², the chunk's weighted sum of squares
+
+
+def _check_finite(values, name, chunk, start):
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1))[0])
+        raise ValueError(
+            f"{_rows_named(name, chunk, start, start + values.shape[0])} must hold finite "
+            f"numbers; got {values[row].ravel()[bad[row].ravel()][0]} in row {start + row}."
+        )
+
+
+def _scan_chunk(chunk, start, moments, X, y, weight):
+    """Check one chunk and return its :class:`_ChunkScan` (runs on a worker)."""
+    _check_finite(X, "X", chunk, start)
+    n = X.shape[0]
+    if weight is None:
+        s = np.ones(n)
+    else:
+        _check_finite(weight, "sample_weight", chunk, start)
+        if (weight < 0).any():
+            row = int(np.flatnonzero(weight < 0)[0])
+            raise ValueError(
+                f"{_rows_named('sample_weight', chunk, start, start + n)} must be non-negative; "
+                f"got {weight[row]} in row {start + row}."
+            )
+        s = weight.astype(np.float64)
+    labels = None
+    if y is None:
+        totals = np.zeros(0)
+    elif y.ndim == 1:
+        if y.dtype.kind in "fc":
+            _check_finite(y, "y", chunk, start)
+        labels, codes = np.unique(y, return_inverse=True)
+        totals = np.bincount(codes.ravel(), weights=s, minlength=len(labels))
+    else:
+        _check_finite(y, "y", chunk, start)
+        totals = s @ y.astype(np.float64)
+    weight_total = float(s.sum())
+    mean = squares = None
+    if moments and weight_total > 0:
+        mean = (s @ X.astype(np.float64)) / weight_total
+        squares = s @ np.square(X - mean)
+    return _ChunkScan(n, labels, totals, weight_total, mean, squares)
+
+
+def _merge_scans(*parts):
+    """Tree node of the first scan: label totals merged, moments by Chan et al.'s formula."""
+    parts = [part for part in parts if part is not None]
+    n = sum(part.n_samples for part in parts)
+    if parts[0].labels is not None:
+        labels, codes = np.unique(np.concatenate([p.labels for p in parts]), return_inverse=True)
+        totals = np.bincount(
+            codes.ravel(), weights=np.concatenate([p.totals for p in parts]), minlength=len(labels)
+        )
+    else:
+        labels, totals = None, np.sum([p.totals for p in parts], axis=0)
+    weight = mean = squares = 0.0
+    for part in parts:
+        if part.mean is None:
+            continue
+        if not weight:
+            weight, mean, squares = part.weight, part.mean, part.squares
+            continue
+        # Pairwise update of Chan, Golub & LeVeque (1979): no Σx² - n x̄², which cancels.
+        total = weight + part.weight
+        delta = part.mean - mean
+        mean = mean + delta * (part.weight / total)
+        squares = squares + part.squares + delta**2 * (weight * part.weight / total)
+        weight = total
+    has_moments = any(part.mean is not None for part in parts)
+    return _ChunkScan(
+        n,
+        labels,
+        totals,
+        float(sum(part.weight for part in parts)),
+        mean if has_moments else None,
+        squares if has_moments else None,
+    )
+
+
+def _encode_features(X, dtype, mean, std):
+    """A chunk of ``X`` in the training dtype, C-ordered, standardised when asked."""
+    X = np.ascontiguousarray(X, dtype=dtype)
+    if mean is not None:
+        X = (X - mean.astype(dtype)) / std.astype(dtype)
+    return X
+
+
+def _encode_labels(y, classes, block_info=None):
+    """Integer codes of a chunk's labels in the sorted ``classes``."""
+    codes = np.searchsorted(classes, y)
+    known = (codes < len(classes)) & (classes[np.minimum(codes, len(classes) - 1)] == y)
+    if not known.all():
+        chunk, start = _where(block_info)
+        row = int(np.flatnonzero(~known)[0])
+        raise ValueError(
+            f"{_rows_named('y', chunk, start, start + y.shape[0])} holds the label {y[row]!r} "
+            f"(row {start + row}), which is not among the classes {classes.tolist()!r}."
+        )
+    return codes.astype(np.intp)
+
+
+def _where(block_info):
+    """``(chunk, first row)`` of the block a ``map_blocks`` function was called on."""
+    info = block_info[0]
+    return info["chunk-location"][0], info["array-location"][0][0]
+
+
+def _class_factor(target, class_weight, dtype):
+    """Each row's class weight: ``class_weight[code]``, or ``Σ_k y_k class_weight[k]``."""
+    factor = class_weight[target] if target.ndim == 1 else target @ class_weight
+    return factor.astype(dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Graphs built on the driver.
+# --------------------------------------------------------------------------------------------
+
+
+def _row_keys(*arrays):
+    """Per row chunk, the chunk's key in each array (None for an array that is None)."""
+    n_chunks = arrays[0].numblocks[0]
+    keys = [
+        [None] * n_chunks
+        if array is None
+        else [key[0] if isinstance(key, list) else key for key in array.__dask_keys__()]
+        for array in arrays
+    ]
+    return list(zip(*keys, strict=True))
+
+
+def _tree(name, graph, keys, combine):
+    """Add tasks that combine ``keys`` in a tree of fan-in ``_FAN_IN``; return the root key."""
+    level = 0
+    while len(keys) > 1 or level == 0:
+        parents = []
+        for group, start in enumerate(range(0, max(len(keys), 1), _FAN_IN)):
+            key = (f"{name}-level{level}", group)
+            graph[key] = (combine, *keys[start : start + _FAN_IN])
+            parents.append(key)
+        keys, level = parents, level + 1
+    return keys[0]
+
+
+def _compute(name, graph, collections):
+    """Run the tasks of ``graph`` (its root is key ``name``) and return the root's value."""
+    root = Delayed(name, HighLevelGraph.from_collections(name, graph, dependencies=collections))
+    try:
+        return dask.compute(root, optimize_graph=False)[0]
+    except CancelledError as exc:
+        raise DaskDataLostError(
+            "A Dask worker died holding chunks of the training data that cannot be recomputed "
+            "(they were scattered from the client, not built by a Dask graph), so the sums "
+            "over the data would be incomplete. Build the Dask collections from files or a "
+            "graph (dask.array.from_array, dask.dataframe.read_parquet, ...) so that Dask can "
+            f"recompute lost chunks; cause: {exc!r}"
+        ) from exc
+
+
+def _check_rows(X, named):
+    """Check the chunking of ``X`` and of the arrays ``named`` (name → array or None)."""
+    if not isinstance(X, da.Array) or X.ndim != 2:
+        raise TypeError(
+            f"`X` must be a 2-D dask.array.Array; got {type(X).__name__} "
+            f"with {getattr(X, 'ndim', '?')} dimensions."
+        )
+    for name, array in {"X": X, **named}.items():
+        if array is None:
+            continue
+        if not isinstance(array, da.Array):
+            raise TypeError(
+                f"`{name}` must be a dask.array.Array like `X`; got {type(array).__name__}."
+            )
+        unknown = [c for c, rows in enumerate(array.chunks[0]) if np.isnan(rows)]
+        if unknown:
+            raise ValueError(
+                f"`{name}` has unknown chunk sizes (NaN) along its rows, first chunk "
+                f"{unknown[0]}: call `{name}.compute_chunk_sizes()`, or convert a DataFrame "
+                "with `.to_dask_array(lengths=True)`."
+            )
+    if len(X.chunks[1]) > 1:
+        warnings.warn(
+            f"`X` has its {X.shape[1]} columns in {len(X.chunks[1])} chunks; rechunking to one "
+            "column chunk so that each task holds whole rows. Chunk X by rows only "
+            "(X.rechunk({1: -1})) to avoid this copy.",
+            UserWarning,
+            stacklevel=4,
+        )
+        X = X.rechunk({1: -1})
+    for name, array in named.items():
+        if array is None:
+            continue
+        if array.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"`{name}` must have one row per row of `X` ({X.shape[0]}); got {array.shape[0]}."
+            )
+        for chunk, (mine, theirs) in enumerate(zip(array.chunks[0], X.chunks[0], strict=True)):
+            if mine != theirs:
+                raise ValueError(
+                    f"`{name}` chunk {chunk} has {mine} rows but `X` chunk {chunk} has "
+                    f"{theirs}: chunk them alike along the rows, e.g. "
+                    f"`{name}.rechunk({{0: X.chunks[0]}})`."
+                )
+        if array.ndim == 2 and len(array.chunks[1]) > 1:
+            named[name] = array.rechunk({1: -1})
+    return X, named
+
+
+def _starts(chunks):
+    return np.concatenate([[0], np.cumsum(chunks, dtype=np.int64)]).tolist()
+
+
+class DaskSource(Source):
+    """Encoded rows held as Dask arrays on the workers; passes reduced on the workers.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features)
+        Dense float32 or float64, chunked by rows (columns in one chunk).
+    target : dask.array.Array of shape (n_samples,) (int codes) or (n_samples, n_outputs)
+    sample_weight : dask.array.Array of shape (n_samples,) or None
+    n_outputs : int
+        Logits per row (for the block size).
+    feature_names : ndarray of str, optional
+
+    The arrays are persisted once (on the cluster when a ``distributed.Client`` is the
+    current scheduler) and every pass reuses the persisted chunks.
+    """
+
+    def __init__(self, X, target, sample_weight=None, *, n_outputs, feature_names=None):
+        X, named = _check_rows(X, {"y": target, "sample_weight": sample_weight})
+        target, sample_weight = named["y"], named["sample_weight"]
+        if X.dtype not in (np.float32, np.float64):
+            raise TypeError(f"`X` must hold float32 or float64; got {X.dtype}.")
+        arrays = [X, target] + ([] if sample_weight is None else [sample_weight])
+        self._arrays = dask.persist(*arrays)
+        self.n_features = int(X.shape[1])
+        self.dtype = np.dtype(X.dtype)
+        self.sparse = False
+        self.feature_names = feature_names
+        self.n_outputs = int(n_outputs)
+        row_bytes = self.n_features * self.dtype.itemsize
+        self._chunk_rows = [int(rows) for rows in X.chunks[0]]
+        # Blocks per chunk, cut as ArraySource cuts an array of the chunk's rows.
+        self._rows = [
+            block_rows(rows, self.n_outputs, row_bytes, self.n_features) or 1
+            for rows in self._chunk_rows
+        ]
+        counts = [-(-rows // per) for rows, per in zip(self._chunk_rows, self._rows, strict=True)]
+        self._first = _starts(counts)
+
+    @property
+    def chunks(self):
+        """The persisted ``(X, target, sample_weight)`` arrays."""
+        X, target, *weight = self._arrays
+        return X, target, weight[0] if weight else None
+
+    def blocks(self):
+        """Blocks computed chunk by chunk *on the driver*: for inspection, never used in a fit."""
+        X, target, weight = self.chunks
+        for c, rows in enumerate(self._rows):
+            parts = dask.compute(
+                X.blocks[c], target.blocks[c], None if weight is None else weight.blocks[c]
+            )
+            yield from _chunk_blocks(*parts, rows)
+
+    def reduce(self, function, *args, every=1):
+        """``Σ_b function(b, block_b, *args)``, each chunk's share computed on its worker."""
+        X, target, weight = self.chunks
+        name = f"softreg-reduce-{uuid.uuid4().hex}"
+        arguments = f"{name}-args"
+        graph = {arguments: (_identity, args)}
+        parts = []
+        for c, (x, t, w) in enumerate(_row_keys(X, target, weight)):
+            first, stop = self._first[c], self._first[c + 1]
+            if -(-stop // every) == -(-first // every):  # no block b ≡ 0 mod every in the chunk
+                continue
+            rows = self._rows[c]
+            graph[(name, c)] = (_chunk_reduce, function, first, every, rows, x, t, w, arguments)
+            parts.append((name, c))
+        if not parts:
+            return None
+        root = _tree(name, graph, parts, _add_parts)
+        graph[name] = (_identity, root)
+        return _compute(name, graph, list(self._arrays))
+
+    def shape(self):
+        return sum(self._chunk_rows), self._first[-1]
+
+
+# --------------------------------------------------------------------------------------------
+# The user-facing dataset.
+# --------------------------------------------------------------------------------------------
+
+
+class DaskDataset(Dataset):
+    """Rows held as Dask collections, with raw labels: what ``fit`` makes of Dask input.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features)
+        Chunked by rows; columns in more than one chunk are rechunked with a warning.
+    y : dask.array.Array of shape (n_samples,) or (n_samples, n_outputs), optional
+        Labels, or a probability or target matrix; None for prediction only.
+    sample_weight : dask.array.Array of shape (n_samples,), optional
+    feature_names : sequence of str, optional
+
+    Examples
+    --------
+    >>> import dask, dask.array as da, numpy as np
+    >>> X = da.from_array(np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]]), chunks=(2, 2))
+    >>> y = da.from_array(np.array(["b", "a", "b"]), chunks=2)
+    >>> with dask.config.set(scheduler="sync"):
+    ...     summary = DaskDataset(X, y).scan()
+    >>> summary.classes.tolist(), summary.class_totals.tolist()
+    (['a', 'b'], [1.0, 2.0])
+    """
+
+    def __init__(self, X, y=None, sample_weight=None, *, feature_names=None):
+        X, named = _check_rows(X, {"y": y, "sample_weight": sample_weight})
+        y, sample_weight = named["y"], named["sample_weight"]
+        if sample_weight is not None and sample_weight.ndim != 1:
+            raise ValueError(
+                f"`sample_weight` must be 1-D, one weight per row; got shape {sample_weight.shape}."
+            )
+        if y is not None and y.ndim not in (1, 2):
+            raise ValueError(f"`y` must be 1-D or 2-D; got shape {y.shape}.")
+        self.X, self.y, self.sample_weight = X, y, sample_weight
+        self.n_features = int(X.shape[1])
+        self.dtype = np.dtype(np.float32 if X.dtype == np.float32 else np.float64)
+        self.feature_names = None if feature_names is None else np.asarray(feature_names, object)
+        self.target_ndim = 0 if y is None else y.ndim
+        self._starts = _starts(X.chunks[0])
+
+    @classmethod
+    def from_dataframe(cls, frame, target=None, *, sample_weight=None, features=None):
+        """A dataset over the columns of a Dask DataFrame, persisted once on the workers.
+
+        ``target`` and ``sample_weight`` name columns; ``features`` (default: every other
+        column) lists the feature columns in order.
+        """
+        columns = list(frame.columns)
+        named = [name for name in (target, sample_weight) if name is not None]
+        missing = [name for name in named + list(features or []) if name not in columns]
+        if missing:
+            raise ValueError(
+                f"The DataFrame has no columns {missing!r}; its columns are {columns!r}."
+            )
+        if features is None:
+            features = [name for name in columns if name not in named]
+        frame = frame[list(features) + named].persist()
+        X = frame[list(features)].to_dask_array(lengths=True)
+        lengths = {"lengths": X.chunks[0]}
+        y = None if target is None else frame[target].to_dask_array(**lengths)
+        weight = None if sample_weight is None else frame[sample_weight].to_dask_array(**lengths)
+        return cls(X, y, weight, feature_names=[str(name) for name in features])
+
+    def _scan_graph(self, moments):
+        name = f"softreg-scan-{uuid.uuid4().hex}"
+        arrays = [self.X, self.y, self.sample_weight]
+        graph = {}
+        parts = []
+        for c, (x, y, w) in enumerate(_row_keys(*arrays)):
+            graph[(name, c)] = (_scan_chunk, c, self._starts[c], moments, x, y, w)
+            parts.append((name, c))
+        graph[name] = (_identity, _tree(name, graph, parts, _merge_scans))
+        return _compute(name, graph, [a for a in arrays if a is not None])
+
+    def scan(self, *, moments=False):
+        """Classes, class totals, weight total (and feature moments), computed on the workers.
+
+        Every chunk is checked on its worker: NaN or inf in ``X`` (or in a float ``y``),
+        negative or non-finite weights are errors naming the chunk and row.
+        """
+        scan = self._scan_graph(moments)
+        std = None if scan.squares is None else np.sqrt(scan.squares / scan.weight)
+        classes = None if scan.labels is None or self.target_ndim != 1 else scan.labels
+        return Summary(scan.n_samples, classes, scan.totals, scan.weight, scan.mean, std)
+
+    def source(self, *, classes=None, class_weight=None, scale=None):
+        """The rows encoded on the workers (codes, class weights, scaling) and persisted."""
+        if self.y is None:
+            raise ValueError("This dataset has no target `y`: it can be used for prediction only.")
+        mean, std = (None, None) if scale is None else scale
+        if std is not None:
+            std = np.where(np.asarray(std) > 0, std, 1.0)
+        X = self.X.map_blocks(_encode_features, self.dtype, mean, std, dtype=self.dtype)
+        if self.y.ndim == 1:
+            if classes is None:
+                raise ValueError("`classes` must be given to encode 1-D labels; got None.")
+            classes = np.asarray(classes)
+            target = self.y.map_blocks(_encode_labels, classes, dtype=np.intp)
+            n_outputs = len(classes)
+        else:
+            target = self.y.map_blocks(_encode_features, self.dtype, None, None, dtype=self.dtype)
+            n_outputs = self.y.shape[1]
+        weight = None if self.sample_weight is None else self.sample_weight.astype(self.dtype)
+        if class_weight is not None:
+            drop = {} if target.ndim == 1 else {"drop_axis": 1}
+            factor = target.map_blocks(
+                _class_factor,
+                np.asarray(class_weight, np.float64),
+                self.dtype,
+                dtype=self.dtype,
+                **drop,
+            )
+            weight = factor if weight is None else weight * factor
+        return DaskSource(X, target, weight, n_outputs=n_outputs, feature_names=self.feature_names)
+
+    def batches(self):
+        """Raw row blocks, one per chunk, computed to the driver (for prediction)."""
+        arrays = [self.X, self.y, self.sample_weight]
+        for c in range(self.X.numblocks[0]):
+            parts = [None if a is None else a.blocks[c] for a in arrays]
+            yield Block(*dask.compute(*parts))
