@@ -111,8 +111,9 @@ class _ChunkScan(NamedTuple):
     """What one chunk contributes to a :class:`~softreg._sources.Summary`."""
 
     n_samples: int
-    labels: np.ndarray | None  # distinct labels (1-D targets)
-    totals: np.ndarray  # their weights, or weighted column sums of a 2-D target
+    labels: np.ndarray | None  # distinct labels (1-D targets read as labels)
+    totals: np.ndarray  # their weights, or the target's weighted column sums
+    counts: np.ndarray  # the same without the sample weights
     weight: float
     mean: np.ndarray | None  # weighted feature means of the chunk
     squares: np.ndarray | None  # Σ s (x - mean)², the chunk's weighted sum of squares
@@ -128,7 +129,7 @@ def _check_finite(values, name, chunk, start):
         )
 
 
-def _scan_chunk(chunk, start, moments, X, y, weight):
+def _scan_chunk(chunk, start, moments, labels, X, y, weight):
     """Check one chunk and return its :class:`_ChunkScan` (runs on a worker)."""
     _check_finite(X, "X", chunk, start)
     n = X.shape[0]
@@ -143,23 +144,25 @@ def _scan_chunk(chunk, start, moments, X, y, weight):
                 f"got {weight[row]} in row {start + row}."
             )
         s = weight.astype(np.float64)
-    labels = None
+    distinct = None
     if y is None:
-        totals = np.zeros(0)
-    elif y.ndim == 1:
+        totals = counts = np.zeros(0)
+    elif y.ndim == 1 and labels:
         if y.dtype.kind in "fc":
             _check_finite(y, "y", chunk, start)
-        labels, codes = np.unique(y, return_inverse=True)
-        totals = np.bincount(codes.ravel(), weights=s, minlength=len(labels))
+        distinct, codes = np.unique(y, return_inverse=True)
+        totals = np.bincount(codes.ravel(), weights=s, minlength=len(distinct))
+        counts = np.bincount(codes.ravel(), minlength=len(distinct)).astype(np.float64)
     else:
         _check_finite(y, "y", chunk, start)
-        totals = s @ y.astype(np.float64)
+        matrix = y.reshape(n, -1).astype(np.float64)
+        totals, counts = s @ matrix, matrix.sum(axis=0)
     weight_total = float(s.sum())
     mean = squares = None
     if moments and weight_total > 0:
         mean = (s @ X.astype(np.float64)) / weight_total
         squares = s @ np.square(X - mean)
-    return _ChunkScan(n, labels, totals, weight_total, mean, squares)
+    return _ChunkScan(n, distinct, totals, counts, weight_total, mean, squares)
 
 
 def _merge_scans(*parts):
@@ -168,11 +171,14 @@ def _merge_scans(*parts):
     n = sum(part.n_samples for part in parts)
     if parts[0].labels is not None:
         labels, codes = np.unique(np.concatenate([p.labels for p in parts]), return_inverse=True)
-        totals = np.bincount(
-            codes.ravel(), weights=np.concatenate([p.totals for p in parts]), minlength=len(labels)
+        totals, counts = (
+            np.bincount(codes.ravel(), weights=np.concatenate(values), minlength=len(labels))
+            for values in ([p.totals for p in parts], [p.counts for p in parts])
         )
     else:
-        labels, totals = None, np.sum([p.totals for p in parts], axis=0)
+        labels = None
+        totals = np.sum([p.totals for p in parts], axis=0)
+        counts = np.sum([p.counts for p in parts], axis=0)
     weight = mean = squares = 0.0
     for part in parts:
         if part.mean is None:
@@ -191,17 +197,24 @@ def _merge_scans(*parts):
         n,
         labels,
         totals,
+        counts,
         float(sum(part.weight for part in parts)),
         mean if has_moments else None,
         squares if has_moments else None,
     )
 
 
-def _encode_features(X, dtype, mean, std):
-    """A chunk of ``X`` in the training dtype, C-ordered, standardised when asked."""
+def _encode_features(X, dtype, mean, scale):
+    """A chunk of ``X`` in the training dtype, C-ordered, standardised when asked.
+
+    ``(X - mean) / scale``, or ``X / scale`` when ``mean`` is None (as
+    :func:`~softreg._sources.standardize_block`).
+    """
     X = np.ascontiguousarray(X, dtype=dtype)
     if mean is not None:
-        X = (X - mean.astype(dtype)) / std.astype(dtype)
+        X = X - mean.astype(dtype)
+    if scale is not None:
+        X = X / scale.astype(dtype)
     return X
 
 
@@ -212,11 +225,17 @@ def _encode_labels(y, classes, block_info=None):
     if not known.all():
         chunk, start = _where(block_info)
         row = int(np.flatnonzero(~known)[0])
+        where = _rows_named("y", chunk, start, start + y.shape[0])
         raise ValueError(
-            f"{_rows_named('y', chunk, start, start + y.shape[0])} holds the label {y[row]!r} "
+            f"{where} holds the label {_plain(y[row])!r} "
             f"(row {start + row}), which is not among the classes {classes.tolist()!r}."
         )
     return codes.astype(np.intp)
+
+
+def _plain(value):
+    """A NumPy scalar as the Python value it holds, for messages."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _where(block_info):
@@ -449,6 +468,7 @@ class DaskDataset(Dataset):
         self.dtype = np.dtype(np.float32 if X.dtype == np.float32 else np.float64)
         self.feature_names = None if feature_names is None else np.asarray(feature_names, object)
         self.target_ndim = 0 if y is None else y.ndim
+        self.sparse = False
         self._starts = _starts(X.chunks[0])
 
     @classmethod
@@ -474,45 +494,44 @@ class DaskDataset(Dataset):
         weight = None if sample_weight is None else frame[sample_weight].to_dask_array(**lengths)
         return cls(X, y, weight, feature_names=[str(name) for name in features])
 
-    def _scan_graph(self, moments):
+    def _scan_graph(self, moments, labels):
         name = f"softreg-scan-{uuid.uuid4().hex}"
         arrays = [self.X, self.y, self.sample_weight]
         graph = {}
         parts = []
         for c, (x, y, w) in enumerate(_row_keys(*arrays)):
-            graph[(name, c)] = (_scan_chunk, c, self._starts[c], moments, x, y, w)
+            graph[(name, c)] = (_scan_chunk, c, self._starts[c], moments, labels, x, y, w)
             parts.append((name, c))
         graph[name] = (_identity, _tree(name, graph, parts, _merge_scans))
         return _compute(name, graph, [a for a in arrays if a is not None])
 
-    def scan(self, *, moments=False):
+    def scan(self, *, moments=False, labels=True):
         """Classes, class totals, weight total (and feature moments), computed on the workers.
 
         Every chunk is checked on its worker: NaN or inf in ``X`` (or in a float ``y``),
-        negative or non-finite weights are errors naming the chunk and row.
+        negative or non-finite weights are errors naming the chunk and row. ``labels=False``
+        reads a 1-D ``y`` as one column of numbers.
         """
-        scan = self._scan_graph(moments)
+        scan = self._scan_graph(moments, labels)
         std = None if scan.squares is None else np.sqrt(scan.squares / scan.weight)
-        classes = None if scan.labels is None or self.target_ndim != 1 else scan.labels
-        return Summary(scan.n_samples, classes, scan.totals, scan.weight, scan.mean, std)
+        return Summary(
+            scan.n_samples, scan.labels, scan.totals, scan.weight, scan.mean, std, scan.counts
+        )
 
     def source(self, *, classes=None, class_weight=None, scale=None):
         """The rows encoded on the workers (codes, class weights, scaling) and persisted."""
         if self.y is None:
             raise ValueError("This dataset has no target `y`: it can be used for prediction only.")
-        mean, std = (None, None) if scale is None else scale
-        if std is not None:
-            std = np.where(np.asarray(std) > 0, std, 1.0)
-        X = self.X.map_blocks(_encode_features, self.dtype, mean, std, dtype=self.dtype)
-        if self.y.ndim == 1:
-            if classes is None:
-                raise ValueError("`classes` must be given to encode 1-D labels; got None.")
+        mean, scale = (None, None) if scale is None else scale
+        X = self.X.map_blocks(_encode_features, self.dtype, mean, scale, dtype=self.dtype)
+        if classes is not None:
             classes = np.asarray(classes)
             target = self.y.map_blocks(_encode_labels, classes, dtype=np.intp)
             n_outputs = len(classes)
         else:
-            target = self.y.map_blocks(_encode_features, self.dtype, None, None, dtype=self.dtype)
-            n_outputs = self.y.shape[1]
+            y = self.y if self.y.ndim == 2 else self.y[:, None]
+            target = y.map_blocks(_encode_features, self.dtype, None, None, dtype=self.dtype)
+            n_outputs = y.shape[1]
         weight = None if self.sample_weight is None else self.sample_weight.astype(self.dtype)
         if class_weight is not None:
             drop = {} if target.ndim == 1 else {"drop_axis": 1}

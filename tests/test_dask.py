@@ -1,0 +1,231 @@
+"""Dask: the objective reduced on the workers of a LocalCluster equals the in-memory one."""
+
+import os
+import signal
+import tracemalloc
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+from softreg._dask import DaskDataLostError, DaskDataset, DaskSource  # noqa: E402
+from softreg._objective import Objective, SoftmaxLoss  # noqa: E402
+from softreg._solvers import minimize  # noqa: E402
+from softreg._sources import ArraySource  # noqa: E402
+
+# Sums over chunks are added in another order than over in-memory blocks: rounding only.
+RTOL = 1e-12
+
+
+@pytest.fixture(scope="module")
+def client():
+    """One cluster for the module: two worker processes of one thread each."""
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
+def problem(n_samples=3000, n_features=5, n_classes=3, seed=0, soft=False):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_samples, n_features)) + rng.uniform(-2, 2, n_features)
+    coef = rng.standard_normal((n_classes, n_features))
+    logits = X @ coef.T
+    y = np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
+    if soft:
+        y = np.exp(logits - logits.max(axis=1, keepdims=True))
+        y /= y.sum(axis=1, keepdims=True)
+    return X, y, rng.uniform(0.5, 2.0, n_samples)
+
+
+def as_dask(*arrays, rows=700):
+    return [None if a is None else da.from_array(a, chunks=(rows, *a.shape[1:])) for a in arrays]
+
+
+def objectives(X, target, weight, n_classes, alpha=1e-3, rows=700):
+    """The same objective over a DaskSource and over an in-memory ArraySource."""
+    loss = SoftmaxLoss(n_classes)
+    dask_source = DaskSource(*as_dask(X, target, weight, rows=rows), n_outputs=n_classes)
+    memory = ArraySource(X, target, weight, n_outputs=n_classes)
+    return [Objective(loss, s, alpha=alpha, fit_intercept=True) for s in (dask_source, memory)]
+
+
+@pytest.mark.parametrize("soft", [False, True], ids=["hard", "soft"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_dask_source_passes_equal_the_in_memory_ones(client, soft, weighted):
+    X, y, weight = problem(soft=soft)
+    on_dask, in_memory = objectives(X, y, weight if weighted else None, 3)
+    rng = np.random.default_rng(1)
+    theta, direction = rng.standard_normal((2, on_dask.n_params))
+    mine, theirs = on_dask.loss_gradient(theta), in_memory.loss_gradient(theta)
+    assert mine.objective == pytest.approx(theirs.objective, rel=RTOL)
+    assert_allclose(mine.gradient, theirs.gradient, rtol=RTOL, atol=RTOL * theirs.gradient_norm)
+    assert mine.gap_bound == pytest.approx(theirs.gap_bound, rel=1e-10)  # a difference of sums
+    product, expected = on_dask.hessp(theta)(direction), in_memory.hessp(theta)(direction)
+    assert_allclose(product, expected, rtol=RTOL, atol=RTOL * np.linalg.norm(expected))
+    assert on_dask.source.shape() == (3000, 5)
+
+
+def _count_and_sum(index, block, scale):
+    return float(block.X.shape[0]), scale * block.X.sum(axis=0), index
+
+
+def test_reduce_strides_over_blocks_as_an_in_memory_source_does(client):
+    X, y, _ = problem(n_samples=1000)
+    source = DaskSource(*as_dask(X, y, rows=100), None, n_outputs=3)
+    rows, column_sums, indices = source.reduce(_count_and_sum, 2.0)
+    assert (rows, indices) == (1000, sum(range(10)))
+    assert_allclose(column_sums, 2.0 * X.sum(axis=0), rtol=RTOL)
+    rows, column_sums, indices = source.reduce(_count_and_sum, 1.0, every=3)
+    expected = ArraySource(X, y, rows=100).reduce(_count_and_sum, 1.0, every=3)
+    assert (rows, indices) == (expected[0], expected[2]) == (400, 0 + 1 + 2 + 3)
+    assert_allclose(column_sums, expected[1], rtol=RTOL)
+    assert_array_equal(np.vstack([b.X for b in source.blocks()]), X)
+
+
+def test_scan_finds_classes_over_all_chunks_with_totals_and_moments(client):
+    X, _, weight = problem(n_samples=1000)
+    y = np.array(["b", "c"] * 500, dtype=object)
+    y[950] = "a"  # in the last chunk only
+    dataset = DaskDataset(*as_dask(X, y, weight, rows=300))
+    summary = dataset.scan(moments=True)
+    assert summary.classes.tolist() == ["a", "b", "c"]
+    assert summary.n_samples == 1000
+    for k, label in enumerate(summary.classes):
+        assert summary.class_totals[k] == pytest.approx(weight[y == label].sum(), rel=RTOL)
+        assert summary.class_counts[k] == np.count_nonzero(y == label)
+    assert summary.weight_total == pytest.approx(weight.sum(), rel=RTOL)
+    mean = np.average(X, axis=0, weights=weight)
+    assert_allclose(summary.mean, mean, rtol=RTOL)
+    assert_allclose(summary.std, np.sqrt(np.average((X - mean) ** 2, 0, weight)), rtol=RTOL)
+    source = dataset.source(classes=summary.classes)
+    codes = np.concatenate([block.target for block in source.blocks()])
+    assert_array_equal(summary.classes[codes], y)
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg"])
+def test_minimize_over_dask_reaches_the_in_memory_optimum(client, solver):
+    X, y, weight = problem()
+    on_dask, in_memory = objectives(X, y, weight, 3)
+    results = [
+        minimize(o, np.zeros(o.n_params), solver=solver, tol=1e-12, max_iter=500)
+        for o in (on_dask, in_memory)
+    ]
+    assert results[0].evaluation.objective == pytest.approx(results[1].evaluation.objective, 1e-10)
+    coef = [r.theta[: on_dask.n_coef] for r in results]
+    assert_allclose(coef[0], coef[1], rtol=1e-8, atol=1e-8)
+    # Both fits certify a gap of ~2e-14, which bounds the intercepts' distance only to
+    # sqrt(2 gap / curvature) ~ 1e-6: L-BFGS amplifies the chunk sums' different rounding
+    # into differences of ~1e-8 there.
+    assert_allclose(results[0].theta[-3:], results[1].theta[-3:], atol=1e-7)
+
+
+def test_bad_chunks_are_errors_naming_the_chunk(client):
+    X, y, weight = problem(n_samples=1000)
+    dX, dy = as_dask(X, y, rows=300)
+    with pytest.raises(ValueError, match=r"`y` chunk 0 has 250 rows but `X` chunk 0 has 300"):
+        DaskDataset(dX, da.from_array(y, chunks=250))
+    with pytest.raises(ValueError, match=r"`y` must have one row per row of `X` \(1000\); got 999"):
+        DaskDataset(dX, dy[:999])
+    with pytest.raises(ValueError, match=r"`X` has unknown chunk sizes \(NaN\).*chunk 0"):
+        DaskDataset(dX[dX[:, 0] > 0], dy)
+    with pytest.raises(TypeError, match=r"`y` must be a dask.array.Array like `X`; got ndarray"):
+        DaskDataset(dX, y)
+    with pytest.warns(UserWarning, match=r"`X` has its 5 columns in 2 chunks; rechunking"):
+        assert DaskDataset(dX.rechunk({1: 3}), dy).X.numblocks == (4, 1)
+    bad = X.copy()
+    bad[650, 3] = np.nan
+    with pytest.raises(ValueError, match=r"`X` chunk 2 \(rows 600 to 899\) .* nan in row 650"):
+        DaskDataset(*as_dask(bad, y, rows=300)).scan()
+    negative = weight.copy()
+    negative[10] = -1
+    with pytest.raises(ValueError, match=r"`sample_weight` chunk 0 \(rows 0 to 299\) must be non"):
+        DaskDataset(dX, dy, da.from_array(negative, chunks=300)).scan()
+    y = y % 2
+    y[950] = 2
+    dy = da.from_array(y, chunks=300)
+    with pytest.raises(
+        ValueError, match=r"`y` chunk 3 \(rows 900 to 999\) holds the label 2 \(row 950\), wh"
+    ):
+        DaskDataset(dX, dy).source(classes=np.array([0, 1])).reduce(_count_and_sum, 1.0)
+
+
+def test_a_worker_killed_mid_fit_leaves_the_optimum_unchanged(client):
+    rng = da.random.default_rng(0)
+    X = rng.standard_normal((20000, 6), chunks=(2500, 6))  # generated on the workers
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 0.5)
+    dataset = DaskDataset(X, y)
+    source = dataset.source(classes=dataset.scan().classes)
+    objective = Objective(SoftmaxLoss(3), source, alpha=1e-3, fit_intercept=True)
+    expected = minimize(
+        objective, np.zeros(objective.n_params), solver="lbfgs", tol=1e-10, max_iter=500
+    )
+    pids = list(client.run(os.getpid).values())
+
+    def kill(info):
+        if info.iteration == 3:
+            os.kill(pids[0], signal.SIGKILL)
+
+    result = minimize(
+        objective,
+        np.zeros(objective.n_params),
+        solver="lbfgs",
+        tol=1e-10,
+        max_iter=500,
+        callback=kill,
+    )
+    assert pids[0] not in client.run(os.getpid).values()  # the worker did die
+    assert result.evaluation.objective == expected.evaluation.objective
+    assert_array_equal(result.theta, expected.theta)
+    client.wait_for_workers(2)
+
+
+def test_chunks_scattered_from_the_client_lost_with_a_worker_are_an_error(client):
+    X, y, _ = problem(n_samples=2000)
+    futures = client.scatter([X[:1000], X[1000:]]), client.scatter([y[:1000], y[1000:]])
+    dX, dy = (
+        da.concatenate([da.from_delayed(f, (1000, *a.shape[1:]), a.dtype) for f in part])
+        for part, a in zip(futures, (X, y), strict=True)
+    )
+    objective = Objective(
+        SoftmaxLoss(3), DaskSource(dX, dy, n_outputs=3), alpha=1e-3, fit_intercept=True
+    )
+    holders = {w for ws in client.who_has(futures[0] + futures[1]).values() for w in ws}
+    pids = client.run(os.getpid, workers=list(holders))
+
+    def kill(info):
+        if info.iteration == 2:
+            for pid in pids.values():
+                os.kill(pid, signal.SIGKILL)
+
+    with pytest.raises(DaskDataLostError, match=r"cannot be recomputed \(they were scattered"):
+        minimize(
+            objective,
+            np.zeros(objective.n_params),
+            solver="lbfgs",
+            tol=1e-10,
+            max_iter=500,
+            callback=kill,
+        )
+    client.wait_for_workers(2)
+
+
+def test_the_driver_holds_sums_never_rows(client):
+    X = da.random.default_rng(2).standard_normal((400_000, 10), chunks=(50_000, 10))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)  # 32 MB of rows, made on the workers
+    dataset = DaskDataset(X, y)
+    tracemalloc.start()
+    try:
+        source = dataset.source(classes=dataset.scan().classes)
+        objective = Objective(SoftmaxLoss(3), source, alpha=1e-2, fit_intercept=True)
+        minimize(objective, np.zeros(objective.n_params), solver="lbfgs", tol=1e-10, max_iter=5)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20, f"the driver's peak was {peak} bytes; 32 MB of rows would show"
