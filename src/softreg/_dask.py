@@ -40,7 +40,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from softreg._sources import Block, Dataset, Source, Summary, add_sums, block_rows
 
-__all__ = ["DaskDataLostError", "DaskDataset", "DaskSource", "is_dask_collection"]
+__all__ = ["DaskDataLostError", "DaskDataset", "DaskSource"]
 
 # Partial sums added per task of the reduction tree: 8 keeps the tree shallow (depth 2 up to
 # 64 chunks, 3 up to 512) while no task waits on more than 8 transfers (Spark's
@@ -50,11 +50,6 @@ _FAN_IN = 8
 
 class DaskDataLostError(RuntimeError):
     """Chunks of the training data were lost with a worker and cannot be recomputed."""
-
-
-def is_dask_collection(obj) -> bool:
-    """Whether ``obj`` is a Dask array or DataFrame, without importing Dask for other input."""
-    return type(obj).__module__.partition(".")[0] in ("dask", "dask_expr")
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,6 +213,13 @@ def _encode_features(X, dtype, mean, scale):
     return X
 
 
+def _map_chunk(X, per_block, dtype, block_info=None):
+    """``per_block`` of a chunk of features in ``dtype``, after checking they are finite."""
+    chunk, start = _where(block_info)
+    _check_finite(X, "X", chunk, start)
+    return per_block(np.ascontiguousarray(X, dtype=dtype))
+
+
 def _encode_labels(y, classes, block_info=None):
     """Integer codes of a chunk's labels in the sorted ``classes``."""
     codes = np.searchsorted(classes, y)
@@ -342,6 +344,13 @@ def _check_rows(X, named):
         if array.ndim == 2 and len(array.chunks[1]) > 1:
             named[name] = array.rechunk({1: -1})
     return X, named
+
+
+def _as_array(values, name):
+    """A Dask Series as a Dask array with known chunk sizes; anything else unchanged."""
+    if values is not None and hasattr(values, "to_dask_array"):
+        return values.to_dask_array(lengths=True)
+    return values
 
 
 def _starts(chunks):
@@ -472,11 +481,41 @@ class DaskDataset(Dataset):
         self._starts = _starts(X.chunks[0])
 
     @classmethod
-    def from_dataframe(cls, frame, target=None, *, sample_weight=None, features=None):
+    def from_collections(cls, X, y=None, sample_weight=None):
+        """A dataset over what ``fit(X, y, sample_weight)`` received with Dask ``X``.
+
+        ``X`` a Dask array: ``y`` and ``sample_weight`` Dask arrays or Series. ``X`` a Dask
+        DataFrame: ``y`` and ``sample_weight`` name its columns (the features are the other
+        columns), or are Dask Series or arrays.
+        """
+        if hasattr(X, "columns"):  # a Dask DataFrame
+            target = y if isinstance(y, str) else None
+            weight = sample_weight if isinstance(sample_weight, str) else None
+            dataset = cls.from_dataframe(X, target, sample_weight=weight, persist=y is not None)
+            if target is None and y is not None:
+                dataset = cls(
+                    dataset.X,
+                    _as_array(y, "y"),
+                    dataset.sample_weight,
+                    feature_names=dataset.feature_names,
+                )
+            if weight is None and sample_weight is not None:
+                dataset = cls(
+                    dataset.X,
+                    dataset.y,
+                    _as_array(sample_weight, "sample_weight"),
+                    feature_names=dataset.feature_names,
+                )
+            return dataset
+        return cls(X, _as_array(y, "y"), _as_array(sample_weight, "sample_weight"))
+
+    @classmethod
+    def from_dataframe(cls, frame, target=None, *, sample_weight=None, features=None, persist=True):
         """A dataset over the columns of a Dask DataFrame, persisted once on the workers.
 
         ``target`` and ``sample_weight`` name columns; ``features`` (default: every other
-        column) lists the feature columns in order.
+        column) lists the feature columns in order. ``persist=False`` (prediction) reads
+        the partitions where they are used instead of keeping them on the workers.
         """
         columns = list(frame.columns)
         named = [name for name in (target, sample_weight) if name is not None]
@@ -487,12 +526,39 @@ class DaskDataset(Dataset):
             )
         if features is None:
             features = [name for name in columns if name not in named]
-        frame = frame[list(features) + named].persist()
-        X = frame[list(features)].to_dask_array(lengths=True)
+        frame = frame[list(features) + named]
+        if persist:
+            frame = frame.persist()
+            X = frame[list(features)].to_dask_array(lengths=True)
+        else:
+            # Lengths from the array's own chunks: Dask may fuse small Parquet files into
+            # fewer partitions when it computes a DataFrame's lengths than it converts.
+            X = frame[list(features)].to_dask_array().compute_chunk_sizes()
         lengths = {"lengths": X.chunks[0]}
         y = None if target is None else frame[target].to_dask_array(**lengths)
         weight = None if sample_weight is None else frame[sample_weight].to_dask_array(**lengths)
         return cls(X, y, weight, feature_names=[str(name) for name in features])
+
+    def map_rows(self, per_block):
+        """Lazy ``per_block(rows)`` over the row chunks of ``X``, concatenated along the rows.
+
+        Each chunk is cast to the dataset's dtype and checked for NaN and inf (an error naming
+        the chunk) on its worker. The output's shape past the rows is found by calling
+        ``per_block`` on one row of zeros.
+        """
+        sample = per_block(np.zeros((1, self.n_features), self.dtype))
+        if sample.ndim == 1:
+            shape = {"drop_axis": 1}
+        else:
+            shape = {"chunks": (self.X.chunks[0], *((n,) for n in sample.shape[1:]))}
+        return self.X.map_blocks(
+            _map_chunk,
+            per_block,
+            self.dtype,
+            dtype=sample.dtype,
+            meta=np.empty((0,) * sample.ndim, sample.dtype),
+            **shape,
+        )
 
     def _scan_graph(self, moments, labels):
         name = f"softreg-scan-{uuid.uuid4().hex}"

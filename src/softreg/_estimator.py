@@ -59,6 +59,20 @@ _AUTO_NEWTON_MAX_PARAMS = 2_000
 _DEFAULT_TOL = {"float64": 1e-6, "float32": 1e-3}
 
 
+def _is_dask(obj):
+    """Whether ``obj`` is a Dask array, DataFrame or Series, without importing Dask."""
+    return type(obj).__module__.partition(".")[0] in ("dask", "dask_expr")
+
+
+def _from_dask(X, y, sample_weight):
+    """Dask input as a :class:`~softreg._dask.DaskDataset`, then the dataset path."""
+    if not _is_dask(X):
+        return X, y, sample_weight
+    from softreg._dask import DaskDataset  # Dask is imported for Dask input only
+
+    return DaskDataset.from_collections(X, y, sample_weight), None, None
+
+
 class SeparableDataWarning(UserWarning):
     """The training data are linearly separable, so ``alpha=0`` has no finite optimum."""
 
@@ -327,6 +341,11 @@ class _LinearModel(BaseEstimator):
 
     def _map_rows(self, X, transform):
         """``transform`` of the decision values of ``X``: an array, or a dataset streamed."""
+        if _is_dask(X):  # lazy: a Dask array computed on the workers
+            check_is_fitted(self)
+            dataset = _from_dask(X, None, None)[0]
+            datapath._check_features(self, dataset)
+            return dataset.map_rows(lambda rows: transform(self._block_decision(rows)))
         if isinstance(X, Dataset):
             check_is_fitted(self)
             return datapath.stream_rows(self, X, lambda rows: transform(self._block_decision(rows)))
@@ -594,6 +613,7 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
                 "The 'label_smoothing' parameter of SoftmaxRegression must be in [0, 1); "
                 f"got {self.label_smoothing!r}."
             )
+        X, y, sample_weight = _from_dask(X, y, sample_weight)
         if isinstance(X, Dataset):
             return self._fit_dataset(self._dataset(X, y, sample_weight))
         if y is None:
@@ -703,6 +723,7 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
     def score(self, X, y=None, sample_weight=None):
         """Accuracy on ``(X, y)``, or on a dataset (streamed); unseen labels are an error."""
         check_is_fitted(self)
+        X, y, sample_weight = _from_dask(X, y, sample_weight)
         if isinstance(X, Dataset):
             datapath.check_dataset_call(X, y, sample_weight, "score")
             return datapath.streamed_accuracy(self, X)
@@ -803,6 +824,7 @@ class LinearRegression(RegressorMixin, _LinearModel):
         targets and sample weights (``y`` and ``sample_weight`` must then be None).
         """
         rules.validate_params(self, self._parameter_table)
+        X, y, sample_weight = _from_dask(X, y, sample_weight)
         if isinstance(X, Dataset):
             return self._fit_dataset(self._dataset(X, y, sample_weight))
         if y is None:
@@ -852,6 +874,7 @@ class LinearRegression(RegressorMixin, _LinearModel):
 
     def score(self, X, y=None, sample_weight=None):
         """``R²`` of the predictions on ``(X, y)``, or on a dataset (streamed)."""
+        X, y, sample_weight = _from_dask(X, y, sample_weight)
         if isinstance(X, Dataset):
             check_is_fitted(self)
             datapath.check_dataset_call(X, y, sample_weight, "score")
