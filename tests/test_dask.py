@@ -11,7 +11,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
-from softreg import LinearRegression, SoftmaxRegression  # noqa: E402
+from softreg import LinearRegression, SoftmaxRegression, open_dataset  # noqa: E402
 from softreg._dask import DaskDataLostError, DaskDataset, DaskSource  # noqa: E402
 from softreg._objective import Objective, SoftmaxLoss  # noqa: E402
 from softreg._solvers import minimize  # noqa: E402
@@ -301,6 +301,28 @@ def test_fit_on_a_dask_dataframe_read_from_parquet_equals_the_in_memory_fit(clie
     )
     with pytest.raises(ValueError, match=r"The DataFrame has no columns \['nope'\]"):
         SoftmaxRegression().fit(data, "nope")
+
+
+@pytest.mark.parametrize("format", ["parquet", "csv"])
+def test_open_dataset_with_the_dask_engine_fits_as_in_memory(client, tmp_path, format):
+    pandas = pytest.importorskip("pandas")
+    X, y, weight = problem()
+    frame = pandas.DataFrame(X, columns=[f"f{j}" for j in range(5)])
+    frame["label"], frame["w"], frame["id"] = y, weight, np.arange(3000)
+    for part in range(3):
+        rows = frame.iloc[part * 1000 : (part + 1) * 1000]
+        path = tmp_path / f"part{part}.{format}"
+        rows.to_parquet(path) if format == "parquet" else rows.to_csv(path, index=False)
+    data = open_dataset(
+        str(tmp_path / f"*.{format}"), "label", sample_weight="w", exclude=["id"], engine="dask"
+    )
+    assert isinstance(data, DaskDataset)
+    model = SoftmaxRegression(alpha=1e-3, tol=1e-10).fit(data)
+    expected = SoftmaxRegression(alpha=1e-3, tol=1e-10).fit(X, y, sample_weight=weight)
+    # CSV holds the numbers to 17 significant digits: they round-trip exactly.
+    assert_same_fit(model, expected)
+    with pytest.raises(ValueError, match=r'`engine` must be None or "dask"; got \'spark\''):
+        open_dataset(str(tmp_path / f"*.{format}"), "label", engine="spark")
 
 
 def test_linear_regression_on_dask_arrays_equals_the_in_memory_fit(client):

@@ -40,7 +40,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from softreg._sources import Block, Dataset, Source, Summary, add_sums, block_rows
 
-__all__ = ["DaskDataLostError", "DaskDataset", "DaskSource"]
+__all__ = ["DaskDataLostError", "DaskDataset", "DaskSource", "open_dask_dataset"]
 
 # Partial sums added per task of the reduction tree: 8 keeps the tree shallow (depth 2 up to
 # 64 chunks, 3 up to 512) while no task waits on more than 8 transfers (Spark's
@@ -518,7 +518,8 @@ class DaskDataset(Dataset):
         the partitions where they are used instead of keeping them on the workers.
         """
         columns = list(frame.columns)
-        named = [name for name in (target, sample_weight) if name is not None]
+        targets = [target] if isinstance(target, str) else list(target or [])
+        named = targets + ([] if sample_weight is None else [sample_weight])
         missing = [name for name in named + list(features or []) if name not in columns]
         if missing:
             raise ValueError(
@@ -535,7 +536,7 @@ class DaskDataset(Dataset):
             # fewer partitions when it computes a DataFrame's lengths than it converts.
             X = frame[list(features)].to_dask_array().compute_chunk_sizes()
         lengths = {"lengths": X.chunks[0]}
-        y = None if target is None else frame[target].to_dask_array(**lengths)
+        y = None if target is None else frame[target].to_dask_array(**lengths)  # list: 2-D
         weight = None if sample_weight is None else frame[sample_weight].to_dask_array(**lengths)
         return cls(X, y, weight, feature_names=[str(name) for name in features])
 
@@ -617,3 +618,24 @@ class DaskDataset(Dataset):
         for c in range(self.X.numblocks[0]):
             parts = [None if a is None else a.blocks[c] for a in arrays]
             yield Block(*dask.compute(*parts))
+
+
+def open_dask_dataset(paths, format, engine, target, features, sample_weight, exclude):
+    """``open_dataset(..., engine="dask")``: Parquet or CSV files read by ``dask.dataframe``."""
+    import dask.dataframe as dd
+
+    if engine != "dask":
+        raise ValueError(f'`engine` must be None or "dask"; got {engine!r}.')
+    if format == "parquet":
+        frame = dd.read_parquet(paths)
+    elif format == "csv":
+        # Compressed files cannot be split into byte ranges: one partition per file.
+        compressed = any(path.lower().endswith((".gz", ".bz2")) for path in paths)
+        frame = dd.read_csv(paths, blocksize=None if compressed else "64MiB")
+    else:
+        raise ValueError(f'engine="dask" reads Parquet and CSV files; got {format} ({paths[0]}).')
+    if features is None and exclude:
+        targets = [target] if isinstance(target, str) else list(target or [])
+        named = {*exclude, sample_weight, *targets}
+        features = [name for name in frame.columns if name not in named]
+    return DaskDataset.from_dataframe(frame, target, sample_weight=sample_weight, features=features)

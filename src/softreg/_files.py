@@ -609,6 +609,7 @@ def open_dataset(
     cache_dir=None,
     exclude=(),
     n_features=None,
+    engine=None,
 ):
     """Open data files as a dataset that fits and predictions stream, never loading it whole.
 
@@ -639,6 +640,10 @@ def open_dataset(
     n_features : int, optional
         LIBSVM only: the number of feature columns, when the file may use fewer indices than
         the data a model was trained on (a test file).
+    engine : {None, "dask"}, optional
+        ``"dask"``: read Parquet or CSV files with ``dask.dataframe`` into a dataset whose
+        passes run on the Dask workers (the current ``distributed.Client``, see
+        docs/distributed.md); the partitions are read once and kept on the workers.
 
     Returns
     -------
@@ -684,6 +689,10 @@ def open_dataset(
         target = [os.fspath(name) for name in target]  # soft-label or target columns
     if n_features is not None and format != "svmlight":
         raise ValueError(f"`n_features` applies to svmlight files only; got format {format!r}.")
+    if engine is not None:
+        from softreg._dask import open_dask_dataset  # Dask is imported when asked for only
+
+        return open_dask_dataset(paths, format, engine, target, features, sample_weight, exclude)
     if format != "parquet" and len(paths) > 1:
         raise DataError(paths[0], f"several files are read together only as Parquet; got {format}.")
     path = paths[0]
