@@ -93,10 +93,13 @@ def test_objective_is_the_same_over_any_blocking_of_the_rows():
         np.testing.assert_allclose(other.gradient, values[0].gradient, rtol=1e-11, atol=1e-15)
 
 
-def test_curvature_cache_travels_empty():
-    # A Dask worker receives a pickled copy: it must recompute, never see another θ's state.
+def test_curvature_cache_travels_empty_and_is_shared_by_its_copies():
+    # A Dask worker receives pickled copies: empty at first, never another θ's state, and one
+    # cache per process for all the copies of one θ's cache (so products reuse its blocks).
     cache = CurvatureCache(1000)
-    cache.states.append(np.ones(3))
+    cache.states[0] = np.ones(3)
     cache.budget -= 24
     copy = pickle.loads(pickle.dumps(cache))
-    assert copy.states == [] and copy.budget == 1000
+    assert copy.states == {} and copy.budget == 1000
+    assert pickle.loads(pickle.dumps(cache)) is copy
+    assert pickle.loads(pickle.dumps(CurvatureCache(1000))) is not copy

@@ -28,6 +28,9 @@ the predictions ``W x_i + b``.
 from __future__ import annotations
 
 import math
+import threading
+import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -335,27 +338,48 @@ def _intercept_newton_sums(index, block, loss, coef, intercept):
 class CurvatureCache:
     """Per-block curvature (probabilities at θ) kept between Hessian-vector products.
 
-    Blocks are kept in scan order while they fit in a fixed byte budget and recomputed
-    beyond it, so memory stays bounded whatever the number of rows. A copy sent to another
-    process (a Dask worker) arrives empty: there the curvature is recomputed per product.
+    Blocks are kept while they fit in a fixed byte budget and recomputed beyond it, so memory
+    stays bounded whatever the number of rows. Each cache (one per θ) has a token; copies
+    sent to another process (a Dask worker) become that process's one cache for the token,
+    empty at first, so a worker keeps the curvature of its own blocks between products (with
+    its own budget) and never sees another θ's.
     """
 
-    def __init__(self, budget):
+    def __init__(self, budget, token=None):
         self.limit = self.budget = budget
-        self.states: list = []
+        self.token = uuid.uuid4().hex if token is None else token
+        self.states: dict = {}
 
     def __reduce__(self):
-        return CurvatureCache, (self.limit,)
+        return _received_cache, (self.limit, self.token)
 
     def get(self, index, block, loss, coef, intercept):
-        if index < len(self.states):
+        if index in self.states:
             return self.states[index]
         state = loss.block_curvature(block, coef, intercept)
         size = 0 if state is None else state.nbytes
-        if index == len(self.states) and size <= self.budget:
-            self.states.append(state)
+        if size <= self.budget:
+            self.states[index] = state
             self.budget -= size
         return state
+
+
+# The caches this process received from another (a Dask worker's), by token; only the most
+# recent are kept, since a fit moves on to a new θ (and token) with each Newton step.
+_RECEIVED: OrderedDict = OrderedDict()
+_RECEIVED_KEPT = 2
+_RECEIVED_LOCK = threading.Lock()
+
+
+def _received_cache(limit, token):
+    """This process's cache for ``token``: the same object for every copy received."""
+    with _RECEIVED_LOCK:
+        cache = _RECEIVED.get(token)
+        if cache is None:
+            cache = _RECEIVED[token] = CurvatureCache(limit, token)
+            while len(_RECEIVED) > _RECEIVED_KEPT:
+                _RECEIVED.popitem(last=False)
+        return cache
 
 
 def _hessp_sums(index, block, loss, coef, intercept, direction_coef, direction_intercept, cache):
