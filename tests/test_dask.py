@@ -335,3 +335,35 @@ def test_linear_regression_on_dask_arrays_equals_the_in_memory_fit(client):
     assert_same_fit(model, expected)
     assert_allclose(model.predict(dX).compute(), expected.predict(X), rtol=1e-8)
     assert model.score(dX, dy) == pytest.approx(expected.score(X, target), rel=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# The command line.
+# --------------------------------------------------------------------------------------------
+
+
+def test_cli_fit_on_a_dask_cluster_equals_the_in_memory_fit(client, tmp_path):
+    pandas = pytest.importorskip("pandas")
+    from click.testing import CliRunner
+
+    from softreg import load
+    from softreg.cli import main
+
+    X, y, _ = problem()
+    frame = pandas.DataFrame(X, columns=[f"f{j}" for j in range(5)])
+    frame["y"] = y
+    for part in range(3):
+        frame.iloc[part * 1000 : (part + 1) * 1000].to_parquet(tmp_path / f"part{part}.parquet")
+    data, model = str(tmp_path / "*.parquet"), str(tmp_path / "model.softreg")
+    address = client.scheduler.address
+    options = ["--alpha", "1e-3", "--tol", "1e-10", "-q"]
+    result = CliRunner().invoke(
+        main, ["fit", data, "--target", "y", "-o", model, "--dask-scheduler", address, *options]
+    )
+    assert result.exit_code == 0, result.output
+    expected = SoftmaxRegression(alpha=1e-3, tol=1e-10).fit(frame.iloc[:, :5], y)
+    assert_same_fit(load(model), expected)
+    both = ["--dask-scheduler", address, "--dask-workers", "2"]
+    result = CliRunner().invoke(main, ["fit", data, "--target", "y", "-o", model, *both])
+    assert result.exit_code == 2
+    assert "--dask-scheduler and --dask-workers exclude each other." in result.output

@@ -19,6 +19,7 @@ and summaries go to standard error, so pipes carry only the result.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import json
@@ -307,6 +308,58 @@ class _Progress:
             click.echo("", err=True)
 
 
+# --------------------------------------------------------------------------------------------
+# Fitting on a Dask cluster (docs/distributed.md): the options and the client, in one place.
+
+_DASK_OPTIONS = (
+    click.option(
+        "--dask-scheduler",
+        metavar="ADDRESS",
+        help="Fit on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://host:8786); "
+        "DATA (CSV or Parquet files, a glob) is read by its workers.",
+    ),
+    click.option(
+        "--dask-workers",
+        type=click.IntRange(min=1),
+        metavar="N",
+        help="Fit on a Dask LocalCluster of N single-threaded worker processes on this machine.",
+    ),
+)
+
+
+def _dask_options(command):
+    for option in reversed(_DASK_OPTIONS):
+        command = option(command)
+    return command
+
+
+@contextlib.contextmanager
+def _dask_client(scheduler, workers):
+    """The ``distributed.Client`` that --dask-scheduler/--dask-workers ask for, else None."""
+    if scheduler is None and workers is None:
+        yield None
+        return
+    if scheduler is not None and workers is not None:
+        raise click.UsageError("--dask-scheduler and --dask-workers exclude each other.")
+    from softreg._data_io import import_optional
+
+    distributed = import_optional("distributed", "dask", "--dask-scheduler and --dask-workers")
+    with contextlib.ExitStack() as stack:
+        if scheduler is None:
+            scheduler = stack.enter_context(
+                distributed.LocalCluster(
+                    n_workers=workers, threads_per_worker=1, dashboard_address=None
+                )
+            )
+        try:
+            client = stack.enter_context(distributed.Client(scheduler, timeout="10s"))
+        except OSError as exc:  # unreachable address, timeout
+            raise click.ClickException(
+                f"cannot reach the Dask scheduler at {scheduler!r}: {exc}"
+            ) from None
+        yield client
+
+
 @main.command(short_help="Train a model on a data file.")
 @click.argument("data", type=_DATA_PATH)
 @click.option(
@@ -388,6 +441,7 @@ class _Progress:
     "to resume from it. Deleted once the model is written.",
 )
 @_stream_options
+@_dask_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings.")
 @click.option("-v", "--verbose", is_flag=True, help="Print every iteration, even in a pipe.")
 @_command
@@ -410,6 +464,8 @@ def fit(
     checkpoint,
     memory_limit,
     cache_dir,
+    dask_scheduler,
+    dask_workers,
     quiet,
     verbose,
 ):
@@ -422,7 +478,8 @@ def fit(
     warnings. With --checkpoint, a killed run loses at most one iteration: run the same
     command again to resume. A fit that stops before converging still writes the model,
     says what to change, keeps its checkpoint (a rerun with a higher --max-iter resumes) and
-    exits with code 3.
+    exits with code 3. With --dask-scheduler or --dask-workers, DATA (CSV or Parquet files, or
+    a glob of them) is read and the fit's passes run on a Dask cluster.
     """
     from softreg._data_io import DataError
     from softreg._estimator import SoftmaxRegression
@@ -436,16 +493,20 @@ def fit(
             f"Missing option '--target': {_KIND[data_format]} data needs a label column."
         )
     guard = _memory_guard(memory_limit)
-    dataset = _open(
-        data,
-        data_format,
-        guard,
-        target=target,
-        features=_names(features) or None,
-        exclude=_names(ignore),
-        sample_weight=sample_weight,
-        cache_dir=cache_dir,
-    )
+    columns = {
+        "target": target,
+        "features": _names(features) or None,
+        "exclude": _names(ignore),
+        "sample_weight": sample_weight,
+    }
+    # The Dask cluster (if any) lives until the command ends.
+    client = click.get_current_context().with_resource(_dask_client(dask_scheduler, dask_workers))
+    if client is not None:
+        from softreg._files import open_dataset
+
+        dataset = open_dataset(data, format=data_format, engine="dask", **columns)
+    else:
+        dataset = _open(data, data_format, guard, cache_dir=cache_dir, **columns)
     if dataset.target_ndim == 0:
         raise _no_labels(data, data_format)
     show_progress = verbose or (not quiet and _stderr_is_tty())
