@@ -258,6 +258,14 @@ def test_fit_on_dask_arrays_equals_the_in_memory_fit(client, solver, kind):
     assert_array_equal(model.classes_, expected.classes_)
 
 
+def test_standardized_and_class_weighted_fit_on_dask_equals_the_in_memory_fit(client):
+    X, y, weight = problem()
+    settings = {"alpha": 1e-3, "tol": 1e-10, "standardize": True, "class_weight": "balanced"}
+    expected = SoftmaxRegression(**settings).fit(X, y, sample_weight=weight)
+    model = SoftmaxRegression(**settings).fit(*as_dask(X, y), sample_weight=as_dask(weight)[0])
+    assert_same_fit(model, expected)
+
+
 def test_lazy_predictions_equal_the_in_memory_ones(client):
     X, y, _ = problem()
     labels = np.array(["ant", "bee", "cat"], dtype=object)[y]
