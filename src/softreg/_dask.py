@@ -282,9 +282,11 @@ def _tree(name, graph, keys, combine):
     return keys[0]
 
 
-def _compute(name, graph, collections):
-    """Run the tasks of ``graph`` (its root is key ``name``) and return the root's value."""
-    root = Delayed(name, HighLevelGraph.from_collections(name, graph, dependencies=collections))
+def _compute(root, graph, collections):
+    """Run the tasks of ``graph`` and return the value of its key ``root``."""
+    layer = root[0]
+    graph = HighLevelGraph.from_collections(layer, graph, dependencies=collections)
+    root = Delayed(root, graph, layer=layer)
     try:
         return dask.compute(root, optimize_graph=False)[0]
     except CancelledError as exc:
@@ -427,9 +429,7 @@ class DaskSource(Source):
             parts.append((name, c))
         if not parts:
             return None
-        root = _tree(name, graph, parts, _add_parts)
-        graph[name] = (_identity, root)
-        return _compute(name, graph, list(self._arrays))
+        return _compute(_tree(name, graph, parts, _add_parts), graph, list(self._arrays))
 
     def shape(self):
         return sum(self._chunk_rows), self._first[-1]
@@ -569,8 +569,8 @@ class DaskDataset(Dataset):
         for c, (x, y, w) in enumerate(_row_keys(*arrays)):
             graph[(name, c)] = (_scan_chunk, c, self._starts[c], moments, labels, x, y, w)
             parts.append((name, c))
-        graph[name] = (_identity, _tree(name, graph, parts, _merge_scans))
-        return _compute(name, graph, [a for a in arrays if a is not None])
+        root = _tree(name, graph, parts, _merge_scans)
+        return _compute(root, graph, [a for a in arrays if a is not None])
 
     def scan(self, *, moments=False, labels=True):
         """Classes, class totals, weight total (and feature moments), computed on the workers.
