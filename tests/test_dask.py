@@ -148,6 +148,10 @@ def test_bad_chunks_are_errors_naming_the_chunk(client):
     negative[10] = -1
     with pytest.raises(ValueError, match=r"`sample_weight` chunk 0 \(rows 0 to 299\) must be non"):
         DaskDataset(dX, dy, da.from_array(negative, chunks=300)).scan()
+    soft = np.full((1000, 2), 0.5)
+    soft[420] = [0.5, 0.6]
+    with pytest.raises(ValueError, match=r"`y` chunk 1 \(rows 300 to 599\): `y` must hold prob"):
+        DaskDataset(dX, da.from_array(soft, chunks=(300, 2))).scan()
     y = y % 2
     y[950] = 2
     dy = da.from_array(y, chunks=300)

@@ -38,6 +38,7 @@ import numpy as np
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
+from softreg._checks import check_probability
 from softreg._sources import Block, Dataset, Source, Summary, add_sums, block_rows
 
 __all__ = ["DaskDataLostError", "DaskDataset", "DaskSource", "open_dask_dataset"]
@@ -68,7 +69,7 @@ def _chunk_blocks(X, target, weight, rows):
 def _chunk_reduce(function, first, every, rows, X, target, weight, args):
     """``Σ function(b // every, block_b, *args)`` over the chunk's blocks ``b ≡ 0 mod every``.
 
-    ``first`` is the scan position of the chunk's first block; None when no block is taken.
+    ``first`` is the scan position of the chunk's first block. None when no block is taken.
     """
     total = None
     for position, block in enumerate(_chunk_blocks(X, target, weight, rows), start=first):
@@ -95,6 +96,7 @@ def _add_parts(*parts):
 
 
 def _identity(value):
+    """The task that holds a pass's arguments: computed once, read by every chunk's task."""
     return value
 
 
@@ -150,6 +152,12 @@ def _scan_chunk(chunk, start, moments, labels, X, y, weight):
         counts = np.bincount(codes.ravel(), minlength=len(distinct)).astype(np.float64)
     else:
         _check_finite(y, "y", chunk, start)
+        if y.ndim == 2 and labels:  # soft labels: each row a probability vector
+            try:
+                check_probability(y, "y")
+            except ValueError as exc:
+                where = _rows_named("y", chunk, start, start + n)
+                raise ValueError(f"{where}: {exc} (index within the chunk)") from None
         matrix = y.reshape(n, -1).astype(np.float64)
         totals, counts = s @ matrix, matrix.sum(axis=0)
     weight_total = float(s.sum())
