@@ -544,7 +544,10 @@ class DaskDataset(Dataset):
             # fewer partitions when it computes a DataFrame's lengths than it converts.
             X = frame[list(features)].to_dask_array().compute_chunk_sizes()
         lengths = {"lengths": X.chunks[0]}
-        y = None if target is None else frame[target].to_dask_array(**lengths)  # list: 2-D
+        with warnings.catch_warnings():
+            # String labels become an object array, which is what the scan expects.
+            warnings.filterwarnings("ignore", "Dask currently has limited support for convert")
+            y = None if target is None else frame[target].to_dask_array(**lengths)  # list: 2-D
         weight = None if sample_weight is None else frame[sample_weight].to_dask_array(**lengths)
         return cls(X, y, weight, feature_names=[str(name) for name in features])
 
