@@ -16,6 +16,8 @@ Conventions
   :class:`~softreg._sources.ArraySource` cuts an array; ``reduce(function, *args, every)``
   returns ``Σ_b function(b, block_b, *args)`` over every ``every``-th of those blocks, with
   ``b`` the block's position in that strided scan, as for an in-memory source.
+* The chunk sums are added in tasks of ``_FAN_IN`` until at most that many remain, which
+  the driver adds (Spark's ``treeAggregate``): it holds at most ``_FAN_IN`` partial sums.
 * ``args`` enter each pass's task graph once, as one task that every chunk task depends on
   (a "delayed of the arguments"): Dask ships them to each worker once per pass, not once per
   task, and, unlike data scattered from the client, can recompute them if a worker dies.
@@ -278,25 +280,27 @@ def _row_keys(*arrays):
 
 
 def _tree(name, graph, keys, combine):
-    """Add tasks that combine ``keys`` in a tree of fan-in ``_FAN_IN``; return the root key."""
+    """Add tasks combining ``keys`` in groups of ``_FAN_IN`` until at most ``_FAN_IN`` remain.
+
+    Returns the remaining keys: as in Spark's ``treeAggregate``, the last level is combined on
+    the driver, which saves every pass a hop between workers.
+    """
     level = 0
-    while len(keys) > 1 or level == 0:
+    while len(keys) > _FAN_IN:
         parents = []
-        for group, start in enumerate(range(0, max(len(keys), 1), _FAN_IN)):
+        for group, start in enumerate(range(0, len(keys), _FAN_IN)):
             key = (f"{name}-level{level}", group)
             graph[key] = (combine, *keys[start : start + _FAN_IN])
             parents.append(key)
         keys, level = parents, level + 1
-    return keys[0]
+    return keys
 
 
-def _compute(root, graph, collections):
-    """Run the tasks of ``graph`` and return the value of its key ``root``."""
-    layer = root[0]
-    graph = HighLevelGraph.from_collections(layer, graph, dependencies=collections)
-    root = Delayed(root, graph, layer=layer)
+def _compute(name, graph, keys, collections, combine):
+    """Run the tasks of ``graph`` and return ``combine`` of the values of ``keys``."""
+    graph = HighLevelGraph.from_collections(name, graph, dependencies=collections)
     try:
-        return dask.compute(root, optimize_graph=False)[0]
+        values = dask.compute(*[Delayed(key, graph, layer=name) for key in keys])
     except CancelledError as exc:
         raise DaskDataLostError(
             "A Dask worker died holding chunks of the training data that cannot be recomputed "
@@ -305,6 +309,7 @@ def _compute(root, graph, collections):
             "graph (dask.array.from_array, dask.dataframe.read_parquet, ...) so that Dask can "
             f"recompute lost chunks; cause: {exc!r}"
         ) from exc
+    return combine(*values)
 
 
 def _check_rows(X, named):
@@ -356,7 +361,7 @@ def _check_rows(X, named):
     return X, named
 
 
-def _as_array(values, name):
+def _as_array(values):
     """A Dask Series as a Dask array with known chunk sizes; anything else unchanged."""
     if values is not None and hasattr(values, "to_dask_array"):
         return values.to_dask_array(lengths=True)
@@ -400,7 +405,7 @@ class DaskSource(Source):
         self._chunk_rows = [int(rows) for rows in X.chunks[0]]
         # Blocks per chunk, cut as ArraySource cuts an array of the chunk's rows.
         self._rows = [
-            block_rows(rows, self.n_outputs, row_bytes, self.n_features) or 1
+            block_rows(rows, self.n_outputs, row_bytes, self.n_features)
             for rows in self._chunk_rows
         ]
         counts = [-(-rows // per) for rows, per in zip(self._chunk_rows, self._rows, strict=True)]
@@ -437,9 +442,11 @@ class DaskSource(Source):
             parts.append((name, c))
         if not parts:
             return None
-        return _compute(_tree(name, graph, parts, _add_parts), graph, list(self._arrays))
+        keys = _tree(name, graph, parts, _add_parts)
+        return _compute(name, graph, keys, list(self._arrays), _add_parts)
 
     def shape(self):
+        """``(n_samples, n_blocks)`` from the chunk sizes, without a pass."""
         return sum(self._chunk_rows), self._first[-1]
 
 
@@ -503,7 +510,7 @@ class DaskDataset(Dataset):
             if target is None and y is not None:
                 dataset = cls(
                     dataset.X,
-                    _as_array(y, "y"),
+                    _as_array(y),
                     dataset.sample_weight,
                     feature_names=dataset.feature_names,
                 )
@@ -511,11 +518,11 @@ class DaskDataset(Dataset):
                 dataset = cls(
                     dataset.X,
                     dataset.y,
-                    _as_array(sample_weight, "sample_weight"),
+                    _as_array(sample_weight),
                     feature_names=dataset.feature_names,
                 )
             return dataset
-        return cls(X, _as_array(y, "y"), _as_array(sample_weight, "sample_weight"))
+        return cls(X, _as_array(y), _as_array(sample_weight))
 
     @classmethod
     def from_dataframe(cls, frame, target=None, *, sample_weight=None, features=None, persist=True):
@@ -580,8 +587,8 @@ class DaskDataset(Dataset):
         for c, (x, y, w) in enumerate(_row_keys(*arrays)):
             graph[(name, c)] = (_scan_chunk, c, self._starts[c], moments, labels, x, y, w)
             parts.append((name, c))
-        root = _tree(name, graph, parts, _merge_scans)
-        return _compute(root, graph, [a for a in arrays if a is not None])
+        keys = _tree(name, graph, parts, _merge_scans)
+        return _compute(name, graph, keys, [a for a in arrays if a is not None], _merge_scans)
 
     def scan(self, *, moments=False, labels=True):
         """Classes, class totals, weight total (and feature moments), computed on the workers.
