@@ -736,7 +736,7 @@ def test_bad_sample_weight_raises(sample_weight, match):
         (
             {"solver": "sgd"},
             r"'solver' parameter .* must be one of 'auto', 'gd', 'lbfgs', "
-            r"'newton-cg'; got 'sgd'",
+            r"'newton-cg', 'newton-cd'; got 'sgd'",
         ),
         ({"fit_intercept": 1}, r"'fit_intercept' parameter .* must be True or False; got 1"),
         ({"learning_rate": -0.1}, r"'learning_rate' parameter .*; got -0\.1"),

@@ -167,24 +167,18 @@ class _LinearModel(BaseEstimator):
         """Minimise the objective from ``start = (coef, intercept)`` (None: zeros); set the
         fitted attributes common to both estimators."""
         from softreg._objective import Objective
-        from softreg._solvers import minimize
 
-        objective = Objective(loss, source, alpha=self.alpha, fit_intercept=self.fit_intercept)
+        objective = Objective(
+            loss, source, alpha=self._smooth_alpha(), fit_intercept=self.fit_intercept
+        )
         theta0 = np.zeros(objective.n_params) if start is None else objective.pack(*start)
         dtype = np.dtype(source.dtype)
         self._dtype_name = dtype.name
         self.tol_ = self.tol if self.tol is not None else _DEFAULT_TOL[dtype.name]
         self.solver_ = self._resolve_solver(objective)
         with blas_threads(n_samples, source.n_features, objective.n_outputs):
-            result = minimize(
-                objective,
-                theta0,
-                solver=self.solver_,
-                tol=self.tol_,
-                max_iter=self.max_iter,
-                callback=self._progress_callback(),
-                learning_rate=self.learning_rate,
-                checkpoint=self._checkpoint_for(objective, dtype, n_samples),
+            result = self._minimize(
+                objective, theta0, checkpoint=self._checkpoint_for(objective, dtype, n_samples)
             )
         coef, intercept = objective.unpack(result.theta)
         self.coef_ = np.ascontiguousarray(coef, dtype=dtype)  # (sparse fits store it transposed)
@@ -199,6 +193,24 @@ class _LinearModel(BaseEstimator):
         if not result.converged:
             warnings.warn(self._convergence_message(result), ConvergenceWarning, stacklevel=3)
         return objective
+
+    def _smooth_alpha(self):
+        """The L2 strength of the smooth part of the objective."""
+        return self.alpha
+
+    def _minimize(self, objective, theta0, checkpoint):
+        from softreg._solvers import minimize
+
+        return minimize(
+            objective,
+            theta0,
+            solver=self.solver_,
+            tol=self.tol_,
+            max_iter=self.max_iter,
+            callback=self._progress_callback(),
+            learning_rate=self.learning_rate,
+            checkpoint=checkpoint,
+        )
 
     def _dataset(self, X, y, sample_weight):
         """``X`` as a :class:`Dataset` whose features the model adopts (``fit(dataset)``)."""
@@ -291,7 +303,7 @@ class _LinearModel(BaseEstimator):
                 "scale the features (e.g. StandardScaler)",
                 "raise tol",
             ]
-        if self.solver_ != "newton-cg":
+        if self.solver_ not in ("newton-cg", "newton-cd"):
             remedies.append("try solver='newton-cg'")
         *first, last = remedies
         advice += (f"{', '.join(first)} or {last}" if first else last) + "."
@@ -402,10 +414,14 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
     .. math::
 
         R(W, b) = \frac{1}{\sum_i s_i} \sum_i s_i \,\mathrm{CE}\big(y_i,
-        \mathrm{softmax}(W x_i + b)\big) + \frac{\alpha}{2} \lVert W \rVert_F^2
+        \mathrm{softmax}(W x_i + b)\big) + \alpha \Big(\frac{1 - \rho}{2}
+        \lVert W \rVert_F^2 + \rho\, \Omega(W)\Big)
 
-    with sample weights ``s`` (times class weights) and the intercept not penalised. This
-    is scikit-learn's ``LogisticRegression`` with ``C = 1 / (alpha · Σ s)``.
+    with sample weights ``s`` (times class weights), ``ρ = l1_ratio`` and the intercept not
+    penalised. ``Ω`` is ``Σ_kj |W_kj|`` or, with ``l1_norm="grouped"``, ``Σ_j ‖W[:, j]‖₂``
+    (a feature is kept or dropped for all classes at once). With ``l1_ratio=0`` this is
+    scikit-learn's ``LogisticRegression`` with ``C = 1 / (alpha · Σ s)``; with ``l1_ratio > 0``
+    its elastic net at the same ``C`` and ``l1_ratio``.
 
     Parameters
     ----------
@@ -413,13 +429,23 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
         L2 penalty strength on ``coef_``. With ``alpha > 0`` the fit carries a certificate:
         ``optimality_gap_bound_`` bounds ``R(W, b) - R*`` from above.
     fit_intercept : bool, default=True
-    solver : {"auto", "gd", "lbfgs", "newton-cg"}, default="auto"
+    l1_ratio : float in [0, 1], default=0.0
+        The share ``ρ`` of ``Ω`` in the penalty (elastic net; 1 is the pure L1 or group-lasso
+        penalty). Above 0 the fit needs ``alpha > 0`` and ``solver="newton-cd"`` (what
+        ``"auto"`` picks), and coefficients are exactly zero where the optimum has zeros.
+    l1_norm : {"elementwise", "grouped"}, default="elementwise"
+        ``Ω``: the L1 norm of every coefficient, or the sum over features of the Euclidean
+        norm of their column ``W[:, j]`` (glmnet's grouped multinomial penalty).
+    solver : {"auto", "gd", "lbfgs", "newton-cg", "newton-cd"}, default="auto"
         ``"gd"`` is the notes' update ``W := W - η ∇R``; ``"lbfgs"`` is scipy's L-BFGS;
         ``"newton-cg"`` is truncated Newton with exact Hessian-vector products from the
-        softmax Jacobian ``diag(p) - p pᵀ``. ``"auto"`` picks ``"newton-cg"`` up to
-        2000 parameters (``n_classes × (n_features + 1)``), on sparse ``X`` and where the
-        features are ill-conditioned enough for its preconditioner to pay, ``"lbfgs"``
-        otherwise.
+        softmax Jacobian ``diag(p) - p pᵀ``; ``"newton-cd"`` is proximal Newton whose quadratic
+        models are minimised by coordinate descent, with gap-safe screening of features
+        (float64 data), the solver for ``l1_ratio > 0`` (rows in memory, no ``standardize``,
+        no checkpoints). ``"auto"`` picks ``"newton-cd"`` when ``l1_ratio > 0``; otherwise
+        ``"newton-cg"`` up to 2000 parameters (``n_classes × (n_features + 1)``), on sparse
+        ``X`` and where the features are ill-conditioned enough for its preconditioner to
+        pay, ``"lbfgs"`` otherwise.
     tol : float or None, default=None
         With ``alpha > 0``: stop when the certified bound on ``R - R*`` is at most
         ``tol · |R|``. With ``alpha = 0``: stop when every gradient entry is at most ``tol``
@@ -470,7 +496,10 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
     n_iter_ : int
     history_ : dict of ndarray
         ``"objective"``, ``"gradient_norm"``, ``"gap_bound"`` and ``"time"`` (seconds since
-        the fit started) per iteration, entry 0 being the starting point.
+        the fit started) per iteration, entry 0 being the starting point. ``"newton-cd"``
+        adds ``"screened"`` (features proven zero for every class and dropped) and
+        ``"sweeps"`` (coordinate-descent sweeps); its ``"gradient_norm"`` is the norm of the
+        least-norm subgradient.
     objective_ : float
         ``R`` at the solution.
     optimality_gap_bound_ : float
@@ -481,6 +510,10 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
         which also sets ``n_iter_`` to its steps, ``objective_`` to NaN,
         ``optimality_gap_bound_`` to inf and ``converged_`` to False: nothing certifies an
         online model.
+    screened_features_ : ndarray of int
+        Only with ``solver_ == "newton-cd"``: the features that gap-safe screening proved to
+        have zero coefficients for every class at the optimum (a certificate, not a
+        heuristic), dropped during the fit.
     n_samples_seen_ : int
         Rows trained on: those of :meth:`fit`, plus those of every :meth:`partial_fit`
         call (a row passed twice counts twice).
@@ -499,6 +532,9 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
 
     _parameter_table: ClassVar[dict] = {
         **_COMMON_PARAMS,
+        "solver": rules.options("auto", "gd", "lbfgs", "newton-cg", "newton-cd"),
+        "l1_ratio": rules.real(0, 1),
+        "l1_norm": rules.options(*rules.L1_NORMS),
         "class_weight": rules.either(
             rules.none(), rules.options("balanced"), (lambda v: isinstance(v, dict), "a dict")
         ),
@@ -510,6 +546,8 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
         self,
         alpha=1e-4,
         *,
+        l1_ratio=0.0,
+        l1_norm="elementwise",
         fit_intercept=True,
         solver="auto",
         tol=None,
@@ -525,6 +563,8 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
         checkpoint=None,
     ):
         self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.l1_norm = l1_norm
         self.fit_intercept = fit_intercept
         self.solver = solver
         self.tol = tol
@@ -543,6 +583,58 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+    # -- the elastic-net penalty (l1_ratio > 0 or solver="newton-cd") ------------------------
+    def _uses_newton_cd(self):
+        return self.solver == "newton-cd" or (self.solver == "auto" and self.l1_ratio > 0)
+
+    def _check_penalty(self):
+        if self.l1_ratio > 0 and self.solver not in ("auto", "newton-cd"):
+            raise ValueError(
+                f"solver={self.solver!r} handles only the L2 penalty; l1_ratio={self.l1_ratio!r} "
+                "needs solver='newton-cd' (or 'auto')."
+            )
+        if self._uses_newton_cd() and getattr(self, "checkpoint", None) is not None:
+            raise ValueError(
+                "solver='newton-cd' (used for l1_ratio > 0) writes no checkpoints; got "
+                f"checkpoint={self.checkpoint!r}. Drop it."
+            )
+        if self._uses_newton_cd() and not self.alpha > 0:
+            raise ValueError(
+                "solver='newton-cd' (used for l1_ratio > 0) needs alpha > 0; got "
+                f"alpha={self.alpha!r}."
+            )
+
+    def _resolve_solver(self, objective):
+        return "newton-cd" if self._uses_newton_cd() else super()._resolve_solver(objective)
+
+    def _penalty(self):
+        from softreg._penalties import ElasticNet
+
+        return ElasticNet(float(self.alpha), float(self.l1_ratio), self.l1_norm)
+
+    def _smooth_alpha(self):
+        return self.alpha * (1.0 - self.l1_ratio) if self._uses_newton_cd() else self.alpha
+
+    def _minimize(self, objective, theta0, checkpoint):
+        if not self._uses_newton_cd():
+            self.__dict__.pop("screened_features_", None)  # from an earlier newton-cd fit
+            return super()._minimize(objective, theta0, checkpoint)
+        from softreg._proximal import proximal_newton
+        from softreg._solvers import Monitor
+
+        monitor = Monitor(tol=self.tol_, strongly_convex=True, callback=self._progress_callback())
+        result, screened = proximal_newton(
+            objective,
+            self._penalty(),
+            theta0,
+            monitor,
+            max_iter=self.max_iter,
+            # The gap-safe rule trusts the certificate to the last digit: float64 sums only.
+            screening=objective.dtype == np.float64,
+        )
+        self.screened_features_ = np.flatnonzero(screened)
+        return result
 
     def _targets(self, y, n_samples, dtype):
         """Validated labels (1-D) or class probabilities (2-D, in ``dtype``) from ``y``."""
@@ -608,6 +700,7 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
         self
         """
         rules.validate_params(self, self._parameter_table)
+        self._check_penalty()
         if self.label_smoothing >= 1:
             raise ValueError(
                 "The 'label_smoothing' parameter of SoftmaxRegression must be in [0, 1); "

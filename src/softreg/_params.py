@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import numbers
 
+# The norms Ω of the elastic-net penalty (softreg._penalties): elementwise |W_kj|, or grouped
+# ‖W[:, j]‖₂ per feature.
+L1_NORMS = ("elementwise", "grouped")
+
 
 def real(low=None, high=None, *, low_open=False):
     """A finite real number in ``[low, high]`` (``(low, high]`` when ``low_open``)."""
