@@ -218,13 +218,19 @@ def test_certificate_goes_to_zero_at_the_optimum(l1_norm):
 
 
 def saga_reference(X, y, alpha, l1_ratio, weight=None):
+    import sklearn
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
+    from sklearn.utils.fixes import parse_version
 
     total = X.shape[0] if weight is None else weight.sum()
+    # Before scikit-learn 1.8 `l1_ratio` is ignored unless penalty="elasticnet" (the oldest
+    # supported, 1.6, fitted plain L2); from 1.8 on `penalty` is deprecated.
+    legacy = parse_version(sklearn.__version__) < parse_version("1.8")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = LogisticRegression(
+            **({"penalty": "elasticnet"} if legacy else {}),
             l1_ratio=l1_ratio,
             C=1 / (alpha * total),
             solver="saga",
