@@ -92,7 +92,7 @@ def main(argv):
         rng = random.Random(seed)
         if rng.random() < 0.5:
             return atheris.Mutate(data, max_size)
-        return mutate(target, data, rng, pool)[:max_size]
+        return mutate(TARGETS[target].files, data, rng, pool)[:max_size]
 
     runs = next((int(o.split("=", 1)[1]) for o in options if o.startswith("-runs=")), None)
 

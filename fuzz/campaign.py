@@ -48,13 +48,14 @@ def mutant(target, index, seed, pool):
     rng = new_rng(f"{seed}:{target}:{index}")
     data = rng.choice(pool)
     for _ in range(rng.choice((1, 1, 1, 2, 3))):
-        data = mutate(target, data, rng, pool)
+        data = mutate(TARGETS[target].files, data, rng, pool)
     return data[:MAX_CASE_BYTES]
 
 
 def pool_for(target):
     """The files mutants start from: the valid seeds and the hostile files of ``target``."""
-    return list(seeds(target)) + [case.data for case in hostile_seeds(target)]
+    files = TARGETS[target].files
+    return list(seeds(files)) + [case.data for case in hostile_seeds(files)]
 
 
 def random_worker(target, n_cases, seed, out):

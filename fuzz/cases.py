@@ -103,7 +103,7 @@ def warm_up(target_name, directory):
     """Read every seed once, so pyarrow's thread pools and heaps exist before cases count."""
     from fuzz.seeds import seeds
 
-    for data in seeds(target_name):
+    for data in seeds(TARGETS[target_name].files):
         run_case(target_name, data, directory)
 
 

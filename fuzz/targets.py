@@ -10,12 +10,15 @@ for model files. Anything else is a bug.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from softreg._data_io import DataError, column_names, read_table
+from softreg._files import open_dataset
 from softreg._model_io import ModelFileError, read_model_file
 from softreg._report import format_model
 
@@ -28,6 +31,13 @@ class Target:
     suffix: str
     read: Callable[[str], object]
     error: type[Exception]
+    #: The kind of file it reads, for ``fuzz.seeds``, ``fuzz.mutate`` and ``fuzz.hostile``
+    #: (default: ``name``); the ``open-`` targets read the same files as the others.
+    kind: str = ""
+
+    @property
+    def files(self):
+        return self.kind or self.name
 
 
 def read_columns(path):
@@ -63,6 +73,44 @@ def read_model(path):
     return loaded
 
 
+#: Rows per block of the ``open-`` targets' second and third passes over a file of at most
+#: ``SMALL_FILE_ROWS`` rows: small, so a file of a few rows makes several blocks. The first
+#: pass (the scan) takes the default block size, as the command line does.
+STREAM_ROWS = 3
+SMALL_FILE_ROWS = 1000
+
+
+def stream_dataset(path):
+    """Open, scan and stream a file as ``softreg fit`` and ``predict`` do (``open_dataset``).
+
+    CSV, LIBSVM and Parquet files are read by ``open_dataset``'s own paths (the cache's
+    converters, Parquet record batches), not by ``read_table``; the cache lives in a fresh
+    directory per case, removed after it.
+    """
+    svmlight = path.endswith(".svm")
+    names = () if svmlight else column_names(path)
+    target = "label" if "label" in names else None
+    cache_dir = tempfile.mkdtemp(prefix="softreg-fuzz-cache-")
+    try:
+        dataset = open_dataset(
+            path,
+            target=target,
+            sample_weight="w" if "w" in names else None,
+            cache_dir=cache_dir,
+        )
+        summary = dataset.scan(labels=svmlight or target is not None)
+        if summary.n_samples <= SMALL_FILE_ROWS:  # a few blocks each; 10^6 rows stay in few
+            dataset.rows = STREAM_ROWS
+        if summary.classes is not None and len(summary.classes):
+            for _ in dataset.source(classes=summary.classes).blocks():
+                pass
+        for _ in dataset.batches():
+            pass
+        return summary
+    finally:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+
+
 TARGETS = {
     target.name: target
     for target in (
@@ -73,5 +121,9 @@ TARGETS = {
         Target("parquet", ".parquet", read_columns, DataError),
         Target("npz", ".npz", read_npz, DataError),
         Target("model", ".softreg", read_model, ModelFileError),
+        Target("open-csv", ".csv", stream_dataset, DataError, kind="csv"),
+        Target("open-csv.gz", ".csv.gz", stream_dataset, DataError, kind="csv.gz"),
+        Target("open-svmlight", ".svm", stream_dataset, DataError, kind="svmlight"),
+        Target("open-parquet", ".parquet", stream_dataset, DataError, kind="parquet"),
     )
 }

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from softreg import _archive
 from softreg._data_io import (
     DataError,
     _check_weights,
@@ -396,18 +397,33 @@ def _open_text(path):
 def _parse_svmlight(path, lines, offset):
     from sklearn.datasets import load_svmlight_file
 
+    # scikit-learn's parser holds feature indices as C longs: a larger one is an OverflowError.
     try:
         return load_svmlight_file(io.BytesIO(b"".join(lines)), dtype=np.float64, zero_based=True)
-    except ValueError:
+    except (ValueError, OverflowError):
         for index, line in enumerate(lines):  # find the line at fault
             try:
                 load_svmlight_file(io.BytesIO(line), dtype=np.float64, zero_based=True)
-            except ValueError as exc:
+            except (ValueError, OverflowError) as exc:
                 row = offset + index + 1
+                reason = str(exc)
+                if isinstance(exc, OverflowError):
+                    reason = f"a feature index is too large ({exc})"
                 raise DataError(
-                    path, f"row {row} cannot be read as svmlight/LIBSVM: {exc}.", row=row
+                    path, f"row {row} cannot be read as svmlight/LIBSVM: {reason}.", row=row
                 ) from None
         raise
+
+
+def _check_width(path, n_features):
+    """Refuse a feature index whose dense row (a pass's column scales, a model's
+    coefficients) would take more than softreg decodes from one file, as ``read_table``."""
+    try:
+        _archive.check_decoded_size(
+            8 * n_features, f"feature index {n_features - 1} (one dense row)"
+        )
+    except _archive.UnreadableFileError as exc:
+        raise DataError(path, f"{exc}.") from exc
 
 
 def _convert_svmlight(path, work, params, progress):
@@ -445,14 +461,18 @@ def _convert_svmlight(path, work, params, progress):
             if not np.isfinite(y).all():
                 row = n_rows + int(np.flatnonzero(~np.isfinite(y))[0]) + 1
                 raise DataError(path, f"has a non-finite label in row {row}.", row=row)
-            whole = whole and bool(np.array_equal(y, np.round(y)))
+            # As read_table: int64 labels only where int64 holds them exactly (|y| <= 2^53),
+            # so a label like 1e20 stays a float instead of wrapping around.
+            whole = whole and bool(np.array_equal(y, np.round(y)) and (np.abs(y) <= 2**53).all())
             data_file.write(X.data.astype(np.float64).tobytes())
             indices_file.write(X.indices.astype(np.int64).tobytes())
             indptr_file.write((X.indptr[1:].astype(np.int64) + nnz).tobytes())
             target_file.write(y.astype(np.float64).tobytes())
             nnz += X.nnz
             n_rows += X.shape[0]
-            n_features = max(n_features, X.shape[1])
+            if X.shape[1] > n_features:
+                _check_width(path, X.shape[1])
+                n_features = X.shape[1]
             progress.update(raw.tell())
     if n_rows == 0:
         raise DataError(path, "has no data rows.")

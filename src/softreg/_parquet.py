@@ -64,6 +64,7 @@ class ParquetDataset(FileDataset):
         wanted = self.columns + self.target_columns
         if self.weight_column is not None:
             wanted = [*wanted, self.weight_column]
+        total, path = 0, self.paths[0]
         for fragment in self._dataset.get_fragments():
             path, offset = fragment.path, 0
             try:
@@ -81,6 +82,8 @@ class ParquetDataset(FileDataset):
                     fragment_scan_options=pa_dataset.ParquetFragmentScanOptions(pre_buffer=False),
                 )
                 for batch in batches:
+                    if batch.num_rows == 0:  # a row group of no rows: nothing to convert
+                        continue
                     block = self._convert(path, batch, offset)
                     yield block, path, offset
                     offset += batch.num_rows
@@ -90,6 +93,10 @@ class ParquetDataset(FileDataset):
                 raise DataError(
                     path, f"cannot be read from row {offset + 1} on: {exc}", row=offset + 1
                 ) from exc
+            total += offset
+        if total == 0:
+            where = path if len(self.paths) == 1 else os.path.dirname(path)
+            raise DataError(where, "has no data rows.")
 
     def _convert(self, path, batch, offset):
         try:
