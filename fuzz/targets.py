@@ -84,19 +84,20 @@ def stream_dataset(path):
     """Open, scan and stream a file as ``softreg fit`` and ``predict`` do (``open_dataset``).
 
     CSV, LIBSVM and Parquet files are read by ``open_dataset``'s own paths (the cache's
-    converters, Parquet record batches), not by ``read_table``; the cache lives in a fresh
-    directory per case, removed after it.
+    converters, Parquet record batches), not by ``read_table``. The label and weight columns
+    are found with ``column_names``; a file it refuses is still opened (without them), since
+    ``open_dataset`` must refuse it too. The cache lives in a fresh directory per case.
     """
     svmlight = path.endswith(".svm")
-    names = () if svmlight else column_names(path)
-    target = "label" if "label" in names else None
     cache_dir = tempfile.mkdtemp(prefix="softreg-fuzz-cache-")
     try:
+        try:
+            names = () if svmlight else column_names(path)
+        except DataError:  # read_table's check; open_dataset must refuse the file too
+            names = ()
+        target = "label" if "label" in names else None
         dataset = open_dataset(
-            path,
-            target=target,
-            sample_weight="w" if "w" in names else None,
-            cache_dir=cache_dir,
+            path, target=target, sample_weight="w" if "w" in names else None, cache_dir=cache_dir
         )
         summary = dataset.scan(labels=svmlight or target is not None)
         if summary.n_samples <= SMALL_FILE_ROWS:  # a few blocks each; 10^6 rows stay in few

@@ -317,3 +317,89 @@ def test_truncated_npz_printed_a_traceback_from_fit(tmp_path):
     assert result.stderr.startswith(f"Error: {path}: cannot read as a NumPy .npz file: ")
     assert len(result.stderr.splitlines()) == 1
     assert not (tmp_path / "m.softreg").exists()
+
+
+# ------------------------------------------------------------------------------------------
+# open_dataset: the streaming readers (_file_cache.py, _parquet.py) behind the command line
+
+
+def stream(path, tmp_path, **columns):
+    """Open, scan and stream ``path`` as ``softreg fit`` does; return the scan's summary."""
+    from softreg import open_dataset
+
+    dataset = open_dataset(path, cache_dir=tmp_path / "cache", **columns)
+    summary = dataset.scan()
+    for _ in dataset.batches():
+        pass
+    return summary
+
+
+def test_open_dataset_csv_names_not_utf8_raised_unicode_decode_error(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"x\xff,label\n1,a\n2,b\n")
+    with pytest.raises(
+        DataError, match=r"latin1\.csv: has column names that are not UTF-8 text \(invalid start "
+    ):
+        stream(path, tmp_path)
+
+
+def test_open_dataset_parquet_names_not_utf8_raised_unicode_decode_error(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "latin1.parquet"
+    pq.write_table(pa.table({"xQ": [1.0, 2.0], "label": ["a", "b"]}), path)
+    # Parquet does not check its footer: the name's bytes are edited in place.
+    path.write_bytes(path.read_bytes().replace(b"xQ", b"x\xff"))
+    with pytest.raises(
+        DataError, match=r"latin1\.parquet: has column names that are not UTF-8 text \(invalid "
+    ):
+        stream(path, tmp_path, target="label")
+
+
+def test_open_dataset_parquet_row_group_of_no_rows_raised_value_error(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    empty = pa.table({"x": pa.array([], pa.float64()), "label": pa.array([], pa.string())})
+    path = tmp_path / "none.parquet"
+    pq.write_table(empty, path)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 1
+    with pytest.raises(DataError, match=r"none\.parquet: has no data rows"):
+        stream(path, tmp_path, target="label")
+    # An empty row group before rows is skipped: the rows load.
+    both = tmp_path / "both.parquet"
+    with pq.ParquetWriter(both, empty.schema) as writer:
+        writer.write_table(empty)
+        writer.write_table(pa.table({"x": [1.0, 2.0], "label": ["a", "b"]}))
+    assert pq.ParquetFile(both).metadata.num_row_groups == 2
+    summary = stream(both, tmp_path, target="label")
+    assert (summary.n_samples, summary.classes.tolist()) == (2, ["a", "b"])
+
+
+def test_open_dataset_svmlight_index_past_int32_raised_overflow_error(tmp_path):
+    path = tmp_path / "wide.svm"
+    path.write_bytes(b"1 1:1\n0 91999999999999999999:1\n")
+    with pytest.raises(
+        DataError, match=r"wide\.svm: row 2 cannot be read as svmlight/LIBSVM: a feature index "
+    ):
+        stream(path, tmp_path)
+
+
+def test_open_dataset_svmlight_label_past_int64_wrapped_around(tmp_path):
+    path = tmp_path / "big.svm"
+    path.write_bytes(b"1e20 1:1\n0 2:1\n")
+    summary = stream(path, tmp_path)
+    assert summary.classes.dtype == np.float64
+    assert summary.classes.tolist() == [0.0, 1e20]
+
+
+def test_open_dataset_svmlight_index_of_1e9_took_7_gib(tmp_path, monkeypatch):
+    # 14 bytes: the scan's column scales (float64, one per feature) took 7.5 GiB.
+    path = tmp_path / "far.svm"
+    path.write_bytes(b"1 1000000000:1")
+    monkeypatch.setattr(_archive, "MAX_DECODED_BYTES", DECODED_LIMIT)
+    with pytest.raises(
+        DataError, match=r"far\.svm: feature index 1000000000 \(one dense row\) would take 7\.5 "
+    ):
+        stream(path, tmp_path)

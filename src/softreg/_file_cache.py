@@ -52,6 +52,7 @@ from softreg._files import (
     MappedDataset,
     check_probability_rows,
     feature_matrix,
+    names_not_utf8,
     select_columns,
     shifted,
 )
@@ -315,6 +316,8 @@ def _convert_csv(path, work, params, progress):
         raw, reader = _csv_reader(path)
         names = reader.schema.names
         raw.close()
+    except UnicodeDecodeError as exc:
+        raise names_not_utf8(path, exc) from exc
     except (pa.ArrowException, OSError) as exc:
         if "Empty CSV" in str(exc):
             raise DataError(path, "is empty; expected a header line and data rows.") from exc

@@ -144,6 +144,15 @@ def shifted(error: DataError, offset: int, path=None) -> DataError:
     return DataError(path, message, column=error.column, row=row)
 
 
+def names_not_utf8(path, exc: UnicodeDecodeError) -> DataError:
+    """The error for column names pyarrow cannot decode (it decodes them as UTF-8 on demand)."""
+    return DataError(
+        path,
+        f"has column names that are not UTF-8 text ({exc.reason}: "
+        f"{exc.object[exc.start : exc.end]!r}); save it with UTF-8 names.",
+    )
+
+
 def check_probability_rows(path, proba, offset, names):
     """Refuse soft-label rows that are not probability vectors (finite, ≥ 0, sum 1)."""
     bad = ~np.isfinite(proba).all(axis=1) | (proba < 0).any(axis=1)

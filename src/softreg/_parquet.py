@@ -22,6 +22,7 @@ from softreg._files import (
     FileDataset,
     check_probability_rows,
     feature_matrix,
+    names_not_utf8,
     select_columns,
     shifted,
 )
@@ -40,6 +41,8 @@ class ParquetDataset(FileDataset):
         try:
             self._dataset = pa_dataset.dataset(list(paths), format="parquet")
             names = self._dataset.schema.names
+        except UnicodeDecodeError as exc:
+            raise names_not_utf8(where, exc) from exc
         except (pa.ArrowException, OSError) as exc:
             if isinstance(exc, FileNotFoundError):
                 raise
