@@ -338,7 +338,7 @@ def test_open_dataset_csv_names_not_utf8_raised_unicode_decode_error(tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes(b"x\xff,label\n1,a\n2,b\n")
     with pytest.raises(
-        DataError, match=r"latin1\.csv: has column names that are not UTF-8 text \(invalid start "
+        DataError, match=r"latin1\.csv: is not UTF-8 text \(invalid start byte: b'\\xff'\); save "
     ):
         stream(path, tmp_path)
 
@@ -352,7 +352,7 @@ def test_open_dataset_parquet_names_not_utf8_raised_unicode_decode_error(tmp_pat
     # Parquet does not check its footer: the name's bytes are edited in place.
     path.write_bytes(path.read_bytes().replace(b"xQ", b"x\xff"))
     with pytest.raises(
-        DataError, match=r"latin1\.parquet: has column names that are not UTF-8 text \(invalid "
+        DataError, match=r"latin1\.parquet: is not UTF-8 text \(invalid start byte: b'\\xff'\)"
     ):
         stream(path, tmp_path, target="label")
 

@@ -145,11 +145,13 @@ def shifted(error: DataError, offset: int, path=None) -> DataError:
 
 
 def names_not_utf8(path, exc: UnicodeDecodeError) -> DataError:
-    """The error for column names pyarrow cannot decode (it decodes them as UTF-8 on demand)."""
+    """The error for column names pyarrow cannot decode (it decodes them as UTF-8 on demand).
+
+    The same words as the command line's for a text file that is not UTF-8 (``cli._open``).
+    """
     return DataError(
         path,
-        f"has column names that are not UTF-8 text ({exc.reason}: "
-        f"{exc.object[exc.start : exc.end]!r}); save it with UTF-8 names.",
+        f"is not UTF-8 text ({exc.reason}: {exc.object[exc.start : exc.end]!r}); save it as UTF-8.",
     )
 
 
