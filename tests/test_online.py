@@ -410,6 +410,7 @@ def test_feature_names_must_match_and_model_is_unchanged():
         ({"classes": [0, 1, 2]}, {"class_weight": "balanced"}, r"pass a dict of per-class"),
         ({"classes": [0, 1, 2]}, {"alpha": -1.0}, r"alpha"),
         ({"classes": [0, 1, 2]}, {"standardize": True}, r"standardize=True needs the feature"),
+        ({"classes": [0, 1, 2]}, {"l1_ratio": 0.5}, r"L2 objective only; l1_ratio=0\.5"),
         ({"classes": [0, 1, 2]}, {"label_smoothing": 1.0}, r"must be in \[0, 1\); got 1\.0"),
         ({"classes": [0, 1, 2]}, {"class_weight": {5: 1.0}}, r"names labels \[5\] that are not"),
         ({"classes": [0, 1, 2]}, {"class_weight": {0: -1.0}}, r"finite and non-negative"),

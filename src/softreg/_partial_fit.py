@@ -125,6 +125,12 @@ class OnlineMixin:
                 "standardize=True needs the feature moments of all the data, which partial_fit "
                 "never sees; scale the features before the stream (or fit on a dataset)."
             )
+        if self.l1_ratio:
+            raise ValueError(
+                f"partial_fit takes stochastic steps on the L2 objective only; l1_ratio="
+                f"{self.l1_ratio!r} needs the proximal solver over all the data: use fit "
+                "(solver='newton-cd'), or set l1_ratio=0."
+            )
         fitted = hasattr(self, "coef_")
         self.classes_ = self._online_classes(classes, fitted)
         # ("balanced", which needs class counts, was refused above.)
