@@ -1,5 +1,6 @@
 """Dask: the objective reduced on the workers of a LocalCluster equals the in-memory one."""
 
+import contextlib
 import os
 import signal
 import tracemalloc
@@ -24,13 +25,19 @@ RTOL = 1e-12
 @pytest.fixture(scope="module")
 def client():
     """One cluster for the module: two worker processes of one thread each."""
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        yield client
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    try:
+        with distributed.Client(cluster) as client:
+            yield client
+    finally:
+        # distributed 2024.1 (the oldest supported) can race at close after the worker-kill
+        # test replaced a worker: its status watcher looks up the removed worker's address and
+        # raises KeyError (seen once in `make test-oldest`). The cluster is shut down either
+        # way, and every result was checked before teardown.
+        with contextlib.suppress(KeyError):
+            cluster.close()
 
 
 def problem(n_samples=3000, n_features=5, n_classes=3, seed=0, soft=False):
