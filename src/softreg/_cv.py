@@ -19,11 +19,15 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from softreg import _params as rules
 from softreg._estimator import SoftmaxRegression, _check_sample_weight
+from softreg._gather import gathered_arrays
 from softreg._kernels import log_softmax
 from softreg._path import alpha_grid, alpha_max, regularization_path
 
-__all__ = ["SoftmaxRegressionCV"]
+__all__ = ["SoftmaxRegressionCV", "cv_summary"]
 
+# The features whose coefficients a model file keeps along the path (for its plot): the ones
+# with the largest column norm anywhere on the path.
+_PATH_FEATURES = 20
 # Probabilities below this count as this in the test log-loss (scikit-learn's log_loss clips
 # the same way): a class absent from a fold's training rows gets probability 0 there.
 _PROBA_FLOOR = 1e-15
@@ -167,12 +171,15 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
             "label_smoothing": self.label_smoothing,
         }
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Cross-validate the grid, then refit the best pair on all of ``(X, y)``.
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features), or a dataset
+            A dataset (:func:`softreg.open_dataset`) carries its own labels and weights
+            (``y`` and ``sample_weight`` must then be None); its rows are gathered into
+            memory once, within its ``memory_limit`` (:mod:`softreg._gather`).
         y : array-like of shape (n_samples,)
             Class labels (the folds are stratified on them).
         sample_weight : array-like of shape (n_samples,), default=None
@@ -182,6 +189,7 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
         self
         """
         rules.validate_params(self, self._parameter_table)
+        X, y, sample_weight, names = gathered_arrays(X, y, sample_weight, "SoftmaxRegressionCV.fit")
         if y is None:
             raise ValueError(
                 "SoftmaxRegressionCV requires y to be passed, but the target y is None."
@@ -261,6 +269,9 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
             "history_",
         ):
             setattr(self, name, getattr(self.estimator_, name))
+        if names is not None:  # a dataset's feature names, as fit(DataFrame) would keep them
+            names = np.asarray(names, dtype=object)
+            self.feature_names_in_ = self.estimator_.feature_names_in_ = names
         return self
 
     def _features(self, X):
@@ -293,3 +304,45 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
         """The most probable class label per row."""
         X = self._features(X)
         return self.estimator_.predict(X)
+
+
+def cv_summary(model, X, y=None, sample_weight=None, *, max_features=_PATH_FEATURES):
+    """What a model file keeps of a fitted :class:`SoftmaxRegressionCV` (JSON-ready).
+
+    The grid and test log-loss of every fold, the chosen pair, and the path on all of
+    ``(X, y)`` (the data ``model`` was fitted on) at the chosen ``l1_ratio``: per ``alpha``,
+    the non-zero coefficients per class, the objective and gap bound, and the column norms
+    ``‖W[:, j]‖₂`` of the ``max_features`` features whose norm is largest on the path.
+    See ``docs/model-format.md`` (``cross_validation``).
+    """
+    check_is_fitted(model)
+    ratios = np.asarray(model.l1_ratios, dtype=np.float64).ravel()
+    best = int(np.flatnonzero(ratios == model.l1_ratio_)[0])
+    path = regularization_path(
+        X,
+        y,
+        alphas=model.alphas_[best],
+        l1_ratio=model.l1_ratio_,
+        sample_weight=sample_weight,
+        **model._params(),
+    )
+    norms = np.linalg.norm(path.coefs, axis=1)  # (n_alphas, n_features)
+    shown = np.argsort(-norms.max(axis=0), kind="stable")[:max_features]
+    shown = np.sort(shown[norms.max(axis=0)[shown] > 0])
+    return {
+        "n_folds": int(model.scores_.shape[1]),
+        "l1_norm": model.l1_norm,
+        "l1_ratios": ratios.tolist(),
+        "alphas": model.alphas_.tolist(),
+        "scores": model.scores_.tolist(),
+        "alpha": model.alpha_,
+        "l1_ratio": model.l1_ratio_,
+        "path": {
+            "alphas": path.alphas.tolist(),
+            "n_nonzero": path.n_nonzero.tolist(),
+            "objectives": path.objectives.tolist(),
+            "gap_bounds": path.gap_bounds.tolist(),
+            "features": shown.tolist(),
+            "coef_norms": norms[:, shown].tolist(),
+        },
+    }

@@ -727,8 +727,14 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
             self.class_weight, classes, summary.class_counts, summary.n_samples
         )
         scaling = self._scaling(dataset, summary)
+        rows_scale = scaling
+        if self._uses_newton_cd():  # it reads columns: the rows in memory, standardised there
+            from softreg._gather import gather
+
+            dataset = gather(dataset, summary.n_samples, len(classes), scale=scaling)
+            rows_scale = None
         source = dataset.source(
-            classes=classes if hard else None, class_weight=per_class, scale=scaling
+            classes=classes if hard else None, class_weight=per_class, scale=rows_scale
         )
         # Each class's total weight (sample_weight × class_weight × class probability).
         if hard or per_class is None:

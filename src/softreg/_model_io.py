@@ -254,6 +254,15 @@ def _json_value(value, what):
     )
 
 
+def _json_object(value):
+    """Nested dicts (str keys), lists and numbers as JSON data, non-finite floats as strings."""
+    if isinstance(value, dict):
+        return {str(key): _json_object(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_json_object(item) for item in value]
+    return _json_value(value, "cross_validation")
+
+
 def _labels_array(classes):
     """``classes_`` as a bool, number or fixed-width unicode array, never object dtype."""
     classes = np.asarray(classes)
@@ -332,7 +341,7 @@ def _write_member(archive, name, data):
     archive.writestr(info, data)
 
 
-def save_model(estimator, path, *, metadata=None):
+def save_model(estimator, path, *, metadata=None, cross_validation=None):
     """Save a fitted estimator to a softreg model file, atomically.
 
     Parameters
@@ -343,6 +352,9 @@ def save_model(estimator, path, *, metadata=None):
         The model file to write (conventionally ``*.softreg``); replaced if it exists.
     metadata : mapping of str to JSON-like values, optional
         Extra facts to keep in the header, e.g. the training data's target column.
+    cross_validation : dict, optional
+        How the model's ``alpha`` was chosen (:func:`softreg._cv.cv_summary`), kept as the
+        header's ``cross_validation`` section; readers that predate it ignore it.
 
     Raises
     ------
@@ -367,6 +379,12 @@ def save_model(estimator, path, *, metadata=None):
     array(['a', 'b'], dtype='<U1')
     """
     header, arrays = _model_header_and_arrays(estimator, metadata)
+    if cross_validation is not None:
+        section = _json_object(cross_validation)
+        problem = _cross_validation_problem(section, header)
+        if problem:
+            raise ValueError(f"cannot save `cross_validation`: {problem}.")
+        header["cross_validation"] = section
     members = {f"{name}.npy": _npy_bytes(name, array) for name, array in arrays.items()}
     header["arrays"] = {
         name: {
@@ -608,6 +626,70 @@ def _check_header_fields(path, header):
     names = header["feature_names"]
     if names is not None and not all(isinstance(n, str) for n in names):
         raise ModelFileError(path, "has feature names that are not all strings.")
+    if "cross_validation" in header:  # absent in files of models fitted without --cv
+        problem = _cross_validation_problem(header["cross_validation"], header)
+        if problem:
+            raise ModelFileError(path, f"has an invalid cross_validation section: {problem}.")
+
+
+def _shape(value, depth):
+    """The shape of ``depth`` nested JSON lists of equal lengths, or None if ragged."""
+    if depth == 0:
+        return ()
+    if not isinstance(value, list):
+        return None
+    inner = {_shape(item, depth - 1) for item in value}
+    if None in inner or len(inner) > 1:
+        return None
+    return (len(value), *(inner.pop() if inner else (0,) * (depth - 1)))
+
+
+def _reals(value, shape):
+    """Whether ``value`` is nested lists of real numbers of ``shape``."""
+    if _shape(value, len(shape)) != shape:
+        return False
+    flat = [value]
+    for _ in shape:
+        flat = [item for items in flat for item in items]
+    return all(_is_real(item) for item in flat)
+
+
+def _cross_validation_problem(section, header):
+    """What is wrong with a ``cross_validation`` header section, or None (docs/model-format.md)."""
+    if not isinstance(section, dict) or not isinstance(section.get("path"), dict):
+        return "expected a mapping with a mapping 'path'"
+    path = section["path"]
+    ratios = section.get("l1_ratios")
+    folds, features = section.get("n_folds"), path.get("features")
+    n_alphas = len(path.get("alphas") or [])
+    n_classes = len(header["classes"] or [])
+    if not (_is_count(folds) and folds >= 2):
+        return f"'n_folds' must be an integer >= 2; got {folds!r}"
+    if section.get("l1_norm") not in ("elementwise", "grouped"):
+        return f"'l1_norm' must be 'elementwise' or 'grouped'; got {section.get('l1_norm')!r}"
+    if not (isinstance(ratios, list) and ratios and _reals(ratios, (len(ratios),))):
+        return "'l1_ratios' must be a non-empty list of numbers"
+    if not (n_alphas and _reals(path["alphas"], (n_alphas,))):
+        return "'path.alphas' must be a non-empty list of numbers"
+    if not (isinstance(features, list) and all(_is_count(j) for j in features)):
+        return "'path.features' must be a list of feature indices"
+    if any(j >= header["n_features"] for j in features):
+        return f"'path.features' names features beyond the {header['n_features']} of the model"
+    expected = {
+        "alphas": (section, (len(ratios), n_alphas)),
+        "scores": (section, (len(ratios), folds, n_alphas)),
+        "alpha": (section, ()),
+        "l1_ratio": (section, ()),
+        "n_nonzero": (path, (n_alphas, n_classes)),
+        "objectives": (path, (n_alphas,)),
+        "gap_bounds": (path, (n_alphas,)),
+        "coef_norms": (path, (n_alphas, len(features))),
+    }
+    for key, (where, shape) in expected.items():
+        value = where.get(key)
+        if not (_is_real(value) if shape == () else _reals(value, shape)):
+            return f"{key!r} must hold numbers of shape {shape}"
+    return None
 
 
 def _read_arrays(path, archive, header):

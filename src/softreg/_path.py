@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_array
 
 from softreg import _datapath as datapath
 from softreg._estimator import SoftmaxRegression, _check_sample_weight
+from softreg._gather import gathered_arrays
 from softreg._penalties import ElasticNet
 
 __all__ = ["RegularizationPath", "alpha_max", "regularization_path"]
@@ -144,7 +145,10 @@ def regularization_path(
 
     Parameters
     ----------
-    X : {array-like, sparse matrix} of shape (n_samples, n_features)
+    X : {array-like, sparse matrix} of shape (n_samples, n_features), or a dataset
+        A dataset (:func:`softreg.open_dataset`) carries its own labels and weights (``y``
+        and ``sample_weight`` must then be None); its rows are gathered into memory once,
+        within its ``memory_limit`` (:mod:`softreg._gather`).
     y : array-like of shape (n_samples,) or (n_samples, n_classes)
     alphas : array-like or None, default=None
         The grid (sorted into decreasing order). None: ``n_alphas`` values from
@@ -178,6 +182,7 @@ def regularization_path(
     >>> bool(np.all(path.gap_bounds <= 1e-6 * path.objectives))
     True
     """
+    X, y, sample_weight, _ = gathered_arrays(X, y, sample_weight, "regularization_path")
     if alphas is None:
         if isinstance(n_alphas, bool) or not isinstance(n_alphas, int | np.integer) or n_alphas < 1:
             raise ValueError(f"`n_alphas` must be an integer >= 1; got {n_alphas!r}.")

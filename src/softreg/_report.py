@@ -195,13 +195,16 @@ def _count(value):
     return str(value) if isinstance(value, int) else f"{value:.4g}"
 
 
-def format_model(header):
+def format_model(header, coef=None):
     """What a model file holds, as text, for ``softreg inspect``.
 
     Parameters
     ----------
     header : dict
         The model file header (see :func:`softreg._model_io.read_model_file`).
+    coef : ndarray of shape (n_classes, n_features), optional
+        The model's ``coef_``: a sparse model (``l1_ratio > 0`` or cross-validated) then
+        shows its non-zero coefficients per class and the features it keeps.
 
     Returns
     -------
@@ -239,6 +242,12 @@ def format_model(header):
     if "n_samples_seen" in training:  # absent in files written before it was recorded
         rows.append(("  rows seen", training["n_samples_seen"]))
     rows += [(f"  {key}", value) for key, value in header["metadata"].items()]
+    from softreg import _report_sparse as sparse  # it builds on this module's helpers
+
+    if coef is not None and sparse.shows_sparsity(header):
+        rows += sparse.sparsity_rows(header, coef)
+    if "cross_validation" in header:
+        rows += sparse.cross_validation_rows(header["cross_validation"])
     rows.append(("arrays", ""))
     rows += [
         (f"  {name}", f"{info['dtype']} {tuple(info['shape'])}")
@@ -537,7 +546,7 @@ def _model_html(model):
     return f'<table class="model">{body}</table>'
 
 
-def render_html(metrics, *, surprisal, history, model, model_path, data_path):
+def render_html(metrics, *, surprisal, history, model, model_path, data_path, coef=None):
     """The self-contained HTML evaluation report.
 
     Parameters
@@ -553,12 +562,17 @@ def render_html(metrics, *, surprisal, history, model, model_path, data_path):
         The model file header (see :func:`softreg._model_io.read_model_file`).
     model_path, data_path : str
         Named in the title.
+    coef : ndarray of shape (n_classes, n_features), optional
+        The model's ``coef_``: a sparse model (``l1_ratio > 0`` or cross-validated) gets a
+        section with its non-zero coefficients per class.
 
     Returns
     -------
     str
         One HTML document with four embedded PNG figures (training curves, reliability
-        diagram, confusion matrix, surprisal distribution) and the tables of ``evaluate``.
+        diagram, confusion matrix, surprisal distribution) and the tables of ``evaluate``;
+        a fifth figure, the regularisation path and the cross-validated log-loss against
+        alpha, when the model file has a ``cross_validation`` section.
 
     Raises
     ------
@@ -591,6 +605,15 @@ def render_html(metrics, *, surprisal, history, model, model_path, data_path):
             "Distribution of the per-sample surprisal -log2 p of the true class.",
         ),
     }
+    from softreg import _report_sparse as sparse
+
+    extra = ""
+    if coef is not None and sparse.shows_sparsity(model):
+        extra += f'<section id="sparsity"><h2>Sparsity</h2>{sparse.sparsity_html(model, coef)}'
+        extra += "</section>\n"
+    if "cross_validation" in model:
+        extra += f'<section id="path"><h2>Regularisation path</h2>{sparse.path_html(model)}'
+        extra += "</section>\n"
     # JSON escapes for <, > and & keep the data block inert inside HTML ("</script>" and all).
     data_json = (
         json.dumps(json_ready(metrics), allow_nan=False)
@@ -622,7 +645,7 @@ def render_html(metrics, *, surprisal, history, model, model_path, data_path):
 <p>The rows whose given label the model finds least likely (highest surprisal
 −log<sub>2</sub> p of the label) are the first to check for labelling errors.</p>
 {_surprisal_html(metrics)}</section>
-<section id="model"><h2>Model</h2>{_model_html(model)}</section>
+{extra}<section id="model"><h2>Model</h2>{_model_html(model)}</section>
 <script type="application/json" id="softreg-metrics">{data_json}</script>
 </body>
 </html>

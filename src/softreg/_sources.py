@@ -277,6 +277,9 @@ class Dataset:
     feature_names: np.ndarray | None = None
     target_ndim: int = 1
     sparse: bool = False
+    #: Bytes a fit may hold when it needs the rows in memory (``l1_ratio > 0``: see
+    #: :mod:`softreg._gather`); None: half the machine's or the container's memory.
+    memory_limit: int | None = None
 
     def scan(self, *, moments: bool = False, labels: bool = True) -> Summary:
         """One pass over the rows: the :class:`Summary` a fit needs.

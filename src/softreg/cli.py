@@ -44,8 +44,16 @@ EXIT_NOT_CONVERGED = 3
 # checks them against their sources.
 _FORMATS = ("npy", "parquet", "csv", "svmlight", "npz")
 _TABLE_FORMATS = ("csv", "parquet", "svmlight", "npz")  # `update` reads DATA whole
-_DEFAULTS = {"alpha": 1e-4, "solver": "auto", "tol": None, "max_iter": 1000}
-_SOLVERS = ("auto", "gd", "lbfgs", "newton-cg")
+_DEFAULTS = {
+    "alpha": 1e-4,
+    "l1_ratio": 0.0,
+    "l1_norm": "elementwise",
+    "solver": "auto",
+    "tol": None,
+    "max_iter": 1000,
+}
+_SOLVERS = ("auto", "gd", "lbfgs", "newton-cg", "newton-cd")
+_L1_NORMS = ("elementwise", "grouped")
 _KIND = {"csv": "CSV", "parquet": "Parquet"}
 _MODEL_PATH = click.Path(exists=True, dir_okay=False)
 
@@ -386,6 +394,51 @@ def _dask_client(scheduler, workers):
     help="L2 penalty: minimise mean cross-entropy + alpha/2 ||W||².",
 )
 @click.option(
+    "--l1-ratio",
+    type=click.FloatRange(0, 1),
+    metavar="FLOAT",
+    default=_DEFAULTS["l1_ratio"],
+    show_default=True,
+    help="Elastic net: the penalty becomes alpha((1 - ρ)/2 ||W||² + ρ Ω(W)) with ρ = "
+    "--l1-ratio, and coefficients are exactly zero where the optimum has zeros. Above 0 the "
+    "fit (solver newton-cd) holds the rows in memory, within --memory-limit.",
+)
+@click.option(
+    "--l1-norm",
+    type=click.Choice(_L1_NORMS),
+    default=_DEFAULTS["l1_norm"],
+    show_default=True,
+    help="Ω: the L1 norm of every coefficient, or 'grouped', the sum over features of the "
+    "Euclidean norm of their coefficients for all classes (a feature is kept or dropped "
+    "for every class at once).",
+)
+@click.option(
+    "--cv",
+    type=click.IntRange(min=2),
+    metavar="N",
+    help="Choose alpha (and the l1-ratio among --l1-ratios) by N-fold stratified "
+    "cross-validated log-loss over a regularisation path, then refit on all of DATA. The "
+    "model file keeps the folds' scores and the path, which inspect and report show.",
+)
+@click.option(
+    "--alphas",
+    metavar="A,B,...",
+    help="With --cv: the values of alpha to try (default: --n-alphas values from the "
+    "smallest alpha at which every coefficient is zero).",
+)
+@click.option(
+    "--n-alphas",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="With --cv: the number of values of alpha, log-spaced down to 1e-3 times the "
+    "largest.  [default: 30]",
+)
+@click.option(
+    "--l1-ratios",
+    metavar="R,S,...",
+    help="With --cv: the values of --l1-ratio to try, each in [0, 1].  [default: 1]",
+)
+@click.option(
     "--solver", type=click.Choice(_SOLVERS), default=_DEFAULTS["solver"], show_default=True
 )
 @click.option(
@@ -450,6 +503,12 @@ def fit(
     target,
     output,
     alpha,
+    l1_ratio,
+    l1_norm,
+    cv,
+    alphas,
+    n_alphas,
+    l1_ratios,
     solver,
     tol,
     max_iter,
@@ -487,6 +546,10 @@ def fit(
 
     if quiet and verbose:
         raise click.UsageError("--quiet and --verbose exclude each other.")
+    grid = _grid_options(cv, alphas, n_alphas, l1_ratios)
+    _check_penalty_options(
+        alpha, l1_ratio, solver, cv, checkpoint=checkpoint, standardize=standardize
+    )
     data_format = _data_format(data, data_format)
     if target is None and data_format in ("csv", "parquet"):
         raise click.UsageError(
@@ -509,6 +572,22 @@ def fit(
         dataset = _open(data, data_format, guard, cache_dir=cache_dir, **columns)
     if dataset.target_ndim == 0:
         raise _no_labels(data, data_format)
+    dataset.memory_limit = guard.limit  # what an L1 fit may gather into memory
+    metadata = {
+        "training_data": os.path.basename(data),
+        "target_column": target if data_format in ("csv", "parquet") else None,
+        "sample_weight_column": sample_weight if data_format in ("csv", "parquet") else None,
+    }
+    if cv is not None:
+        params = {
+            "l1_norm": l1_norm,
+            "fit_intercept": not no_intercept,
+            "tol": tol,
+            "max_iter": max_iter,
+            "class_weight": _parse_class_weight(class_weight, dataset),
+        }
+        _fit_cv(dataset, data, output, guard, cv, grid, params, metadata, quiet)
+        return
     show_progress = verbose or (not quiet and _stderr_is_tty())
     progress = _Progress(in_place=_stderr_is_tty()) if show_progress else None
 
@@ -520,6 +599,8 @@ def fit(
     options = [target, _names(features), _names(ignore), sample_weight, class_weight]
     estimator = SoftmaxRegression(
         alpha=alpha,
+        l1_ratio=l1_ratio,
+        l1_norm=l1_norm,
         fit_intercept=not no_intercept,
         solver=solver,
         tol=tol,
@@ -540,20 +621,141 @@ def fit(
         if progress is not None:
             progress.close()
     estimator.set_params(callback=None, checkpoint=None)
-    metadata = {
-        "training_data": os.path.basename(data),
-        "n_samples": _n_samples(dataset),
-        "target_column": target if data_format in ("csv", "parquet") else None,
-        "sample_weight_column": sample_weight if data_format in ("csv", "parquet") else None,
-    }
+    metadata = {**metadata, "n_samples": _n_samples(dataset)}
     save_model(estimator, output, metadata=metadata)
     if checkpoint is not None and estimator.converged_:
         os.unlink(checkpoint)  # the model holds the result; a rerun starts afresh
+    _finish_fit(estimator, output, quiet)
+
+
+def _finish_fit(estimator, output, quiet, cross_validation=None):
+    """The summary on standard error; exit code 3 when the fit did not converge."""
     if not quiet:
         click.echo(_fit_summary(estimator, output), err=True)
+        if cross_validation is not None:
+            click.echo(_cv_summary_line(cross_validation), err=True)
     if not estimator.converged_:
         click.echo(f"Not converged: {_not_converged_advice(estimator, output)}", err=True)
         click.get_current_context().exit(EXIT_NOT_CONVERGED)
+
+
+def _numbers(text, option, low, high, low_open):
+    """Comma-separated numbers in [low, high] (``(low, high]`` when ``low_open``)."""
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+    try:
+        values = [float(item) for item in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(
+        math.isfinite(v) and (v > low if low_open else v >= low) and v <= high for v in values
+    ):
+        raise click.BadParameter(
+            f"expected numbers in {interval} separated by commas; got {text!r}.",
+            param_hint=option,
+        )
+    return values
+
+
+def _grid_options(cv, alphas, n_alphas, l1_ratios):
+    """``(alphas or n_alphas, l1_ratios)`` for ``--cv``; refuses them without it."""
+    options = (("--alphas", alphas), ("--n-alphas", n_alphas), ("--l1-ratios", l1_ratios))
+    given = [name for name, value in options if value is not None]
+    if cv is None:
+        if given:
+            raise click.UsageError(f"{given[0]} applies only with --cv N.")
+        return None
+    if alphas is not None and n_alphas is not None:
+        raise click.UsageError("--alphas and --n-alphas exclude each other.")
+    grid = 30 if n_alphas is None else n_alphas
+    if alphas is not None:
+        grid = _numbers(alphas, "--alphas", 0, math.inf, low_open=True)
+    ratios = [1.0] if l1_ratios is None else _numbers(l1_ratios, "--l1-ratios", 0, 1, False)
+    return grid, ratios
+
+
+def _check_penalty_options(alpha, l1_ratio, solver, cv, *, checkpoint, standardize):
+    """Usage errors (exit code 2) for options that an L1 or cross-validated fit cannot take."""
+    ctx = click.get_current_context()
+
+    def given(name):
+        return ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+
+    if cv is not None:
+        for name, option, instead in (
+            ("alpha", "--alpha", "give the values to try with --alphas or --n-alphas"),
+            ("l1_ratio", "--l1-ratio", "give the values to try with --l1-ratios"),
+        ):
+            if given(name):
+                raise click.UsageError(f"{option} and --cv exclude each other: {instead}.")
+        for name, option in (
+            ("checkpoint", "--checkpoint"),
+            ("standardize", "--standardize"),
+            ("learning_rate", "--learning-rate"),
+        ):
+            if given(name):
+                raise click.UsageError(f"{option} does not apply with --cv.")
+        if solver not in ("auto", "newton-cd"):
+            raise click.BadParameter(
+                f"--cv fits with newton-cd; got {solver!r}.", param_hint="--solver"
+            )
+        return
+    uses_cd = solver == "newton-cd" or (solver == "auto" and l1_ratio > 0)
+    if l1_ratio > 0 and not uses_cd:
+        raise click.BadParameter(
+            f"{solver!r} handles only the L2 penalty; --l1-ratio {l1_ratio:g} needs "
+            "newton-cd (or auto).",
+            param_hint="--solver",
+        )
+    if uses_cd and not alpha > 0:
+        raise click.BadParameter(
+            f"newton-cd (used for --l1-ratio > 0) needs alpha > 0; got {alpha:g}.",
+            param_hint="--alpha",
+        )
+    if uses_cd and checkpoint is not None:
+        raise click.UsageError(
+            "--checkpoint does not apply to newton-cd (used for --l1-ratio > 0), which writes "
+            "no checkpoints."
+        )
+
+
+def _fit_cv(dataset, data, output, guard, cv, grid, params, metadata, quiet):
+    """``fit --cv``: SoftmaxRegressionCV on the rows gathered into memory, then the path."""
+    import numpy as np
+
+    from softreg._cv import SoftmaxRegressionCV, cv_summary
+    from softreg._data_io import DataError
+    from softreg._gather import gathered_arrays
+    from softreg._model_io import save_model
+
+    X, y, weight, names = gathered_arrays(dataset, None, None, "softreg fit --cv")
+    guard.check()
+    alphas, l1_ratios = grid
+    model = SoftmaxRegressionCV(alphas=alphas, l1_ratios=l1_ratios, cv=cv, **params)
+    try:
+        model.fit(X, y, weight)
+        guard.check()
+        section = cv_summary(model, X, y, weight)
+    except _user_errors():
+        raise
+    except ValueError as exc:
+        raise DataError(data, str(exc)) from exc
+    estimator = model.estimator_
+    if names is not None:
+        estimator.feature_names_in_ = np.asarray(names, dtype=object)
+    metadata = {**metadata, "n_samples": int(X.shape[0])}
+    save_model(estimator, output, metadata=metadata, cross_validation=section)
+    _finish_fit(estimator, output, quiet, section)
+
+
+def _cv_summary_line(section):
+    """The chosen alpha and l1-ratio and their cross-validated log-loss."""
+    from softreg._report_sparse import chosen_score
+
+    mean, std = chosen_score(section)
+    return (
+        f"Cross-validation ({section['n_folds']} folds): alpha {section['alpha']:.6g}, "
+        f"l1-ratio {section['l1_ratio']:g}, log-loss {mean:.6g} ± {std:.2g}."
+    )
 
 
 def _not_converged_advice(estimator, output):
@@ -899,6 +1101,7 @@ def report(
         model=loaded.header,
         model_path=model,
         data_path=data,
+        coef=loaded.estimator.coef_,
     )
     with atomic_write(output) as handle:
         handle.write(page.encode())
@@ -1066,16 +1269,20 @@ def update(model, data, output, passes, seed, target, sample_weight, ignore, dat
 def inspect_model(model, as_json):
     """Show what a model file holds: classes, features, hyper-parameters, training summary.
 
+    A sparse model (--l1-ratio above 0, or --cv) also shows its non-zero coefficients per
+    class and the features it keeps; a cross-validated one the grid, the chosen alpha and
+    l1-ratio and their cross-validated log-loss.
+
     The file is fully checked (format version, checksums, shapes) before anything is shown.
     """
     from softreg._model_io import read_model_file
     from softreg._report import format_model
 
-    header = read_model_file(model).header
+    loaded = read_model_file(model)
     if as_json:
-        click.echo(json.dumps(header, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(loaded.header, indent=2, ensure_ascii=False))
     else:
-        click.echo(format_model(header), nl=False)
+        click.echo(format_model(loaded.header, loaded.estimator.coef_), nl=False)
 
 
 @main.command(short_help="Fit, evaluate and report on the bundled digits.")
