@@ -128,7 +128,7 @@ def alpha_grid(top, n_alphas, eps):
 
 def regularization_path(
     X,
-    y,
+    y=None,
     *,
     alphas=None,
     n_alphas=30,
@@ -183,6 +183,11 @@ def regularization_path(
     True
     """
     X, y, sample_weight, _ = gathered_arrays(X, y, sample_weight, "regularization_path")
+    if y is None:
+        raise ValueError(
+            "regularization_path needs labels: pass `y`, or a dataset with a target as `X`; "
+            "got y=None."
+        )
     if alphas is None:
         if isinstance(n_alphas, bool) or not isinstance(n_alphas, int | np.integer) or n_alphas < 1:
             raise ValueError(f"`n_alphas` must be an integer >= 1; got {n_alphas!r}.")

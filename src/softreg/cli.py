@@ -391,7 +391,7 @@ def _dask_client(scheduler, workers):
     metavar="FLOAT",
     default=_DEFAULTS["alpha"],
     show_default=True,
-    help="L2 penalty: minimise mean cross-entropy + alpha/2 ||W||².",
+    help="Penalty strength: minimise mean cross-entropy + alpha/2 ||W||² (see --l1-ratio).",
 )
 @click.option(
     "--l1-ratio",
@@ -818,6 +818,36 @@ def _data_columns(data, data_format):
     return column_names(data, format=data_format)
 
 
+def _training_columns(header, present, target, sample_weight, exclude):
+    """The training target and weight columns still in a file with columns ``present``:
+    they are not features (unless the model was trained on them, or they are asked for)."""
+    names = header["feature_names"]
+    recorded = (
+        header["metadata"].get("target_column"),
+        header["metadata"].get("sample_weight_column"),
+    )
+    return [
+        column
+        for column in recorded
+        if column in (present or ())
+        and column not in (target, sample_weight, *exclude)
+        and (names is None or column not in names)
+    ]
+
+
+def _check_feature_count(data, n_features, header):
+    """Refuse DATA whose feature count differs from the model's (features matched by position)."""
+    from softreg._data_io import DataError
+
+    if n_features != header["n_features"]:
+        unnamed = "the model" if header["feature_names"] is None else "the data"
+        raise DataError(
+            data,
+            f"has {n_features} feature columns; the model was trained on "
+            f"{header['n_features']} (matched by position, as {unnamed} has no feature names).",
+        )
+
+
 def _open_for_model(
     loaded, data, data_format, ignore, guard, cache_dir, target=None, sample_weight=None
 ):
@@ -846,14 +876,7 @@ def _open_for_model(
             )
         return dataset
     present = _data_columns(data, data_format)
-    # The training target and weight columns may still be in the file; they are not features.
-    for recorded in (
-        header["metadata"].get("target_column"),
-        header["metadata"].get("sample_weight_column"),
-    ):
-        skip = recorded in (present or ()) and recorded not in (target, sample_weight, *exclude)
-        if skip and (names is None or recorded not in names):
-            exclude.append(recorded)
+    exclude += _training_columns(header, present, target, sample_weight, exclude)
     by_name = names is not None and present is not None
     if by_name:  # names a missing column, or one the model was not trained on
         _select_features(data, present, target, names, exclude, sample_weight, strict=True)
@@ -867,13 +890,7 @@ def _open_for_model(
         exclude=exclude,
         cache_dir=cache_dir,
     )
-    if dataset.n_features != header["n_features"]:
-        raise DataError(
-            data,
-            f"has {dataset.n_features} feature columns; the model was trained on "
-            f"{header['n_features']} (matched by position, as "
-            f"{'the model' if names is None else 'the data'} has no feature names).",
-        )
+    _check_feature_count(data, dataset.n_features, header)
     return dataset
 
 
@@ -1118,7 +1135,7 @@ def report(
 
 def _read_for_model(loaded, data, data_format, ignore, target=None, sample_weight=None):
     """Read DATA for a loaded model: features matched by name, the training target ignored."""
-    from softreg._data_io import DataError, column_names, read_table
+    from softreg._data_io import column_names, read_table
 
     header = loaded.header
     names = header["feature_names"]
@@ -1135,14 +1152,7 @@ def _read_for_model(loaded, data, data_format, ignore, target=None, sample_weigh
             n_features=header["n_features"],
         )
     present = column_names(data, format=data_format)
-    # The training target and weight columns may still be in the file; they are not features.
-    for recorded in (
-        header["metadata"].get("target_column"),
-        header["metadata"].get("sample_weight_column"),
-    ):
-        skip = recorded in (present or ()) and recorded not in (target, sample_weight, *exclude)
-        if skip and (names is None or recorded not in names):
-            exclude.append(recorded)
+    exclude += _training_columns(header, present, target, sample_weight, exclude)
     by_name = names is not None and present is not None
     table = read_table(
         data,
@@ -1153,13 +1163,7 @@ def _read_for_model(loaded, data, data_format, ignore, target=None, sample_weigh
         format=data_format,
         strict_features=by_name,
     )
-    if table.n_features != header["n_features"]:
-        raise DataError(
-            data,
-            f"has {table.n_features} feature columns; the model was trained on "
-            f"{header['n_features']} (matched by position, as "
-            f"{'the model' if names is None else 'the data'} has no feature names).",
-        )
+    _check_feature_count(data, table.n_features, header)
     return table
 
 
