@@ -441,11 +441,11 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
         ``"newton-cg"`` is truncated Newton with exact Hessian-vector products from the
         softmax Jacobian ``diag(p) - p pᵀ``; ``"newton-cd"`` is proximal Newton whose quadratic
         models are minimised by coordinate descent, with gap-safe screening of features
-        (float64 data), the solver for ``l1_ratio > 0`` (rows in memory, no ``standardize``,
-        no checkpoints). ``"auto"`` picks ``"newton-cd"`` when ``l1_ratio > 0``; otherwise
-        ``"newton-cg"`` up to 2000 parameters (``n_classes × (n_features + 1)``), on sparse
-        ``X`` and where the features are ill-conditioned enough for its preconditioner to
-        pay, ``"lbfgs"`` otherwise.
+        (float64 data), the solver for ``l1_ratio > 0`` (it holds the rows in memory, see
+        :meth:`fit`; no checkpoints). ``"auto"`` picks ``"newton-cd"`` when
+        ``l1_ratio > 0``; otherwise ``"newton-cg"`` up to 2000 parameters
+        (``n_classes × (n_features + 1)``), on sparse ``X`` and where the features are
+        ill-conditioned enough for its preconditioner to pay, ``"lbfgs"`` otherwise.
     tol : float or None, default=None
         With ``alpha > 0``: stop when the certified bound on ``R - R*`` is at most
         ``tol · |R|``. With ``alpha = 0``: stop when every gradient entry is at most ``tol``
@@ -467,7 +467,11 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
         divided by ``σ``), then fold the scaling back into ``coef_`` and ``intercept_`` so
         that the model takes raw features. This is ``StandardScaler`` that also works out of
         core. ``alpha`` then penalises the standardised coefficients, and ``objective_`` and
-        ``optimality_gap_bound_`` certify that standardised problem.
+        ``optimality_gap_bound_`` certify that standardised problem. With ``l1_ratio > 0``
+        the penalty on a raw coefficient is thereby weighted by its feature's deviation:
+        ``Ω(W diag(σ))``, e.g. ``Σ_kj σ_j |W_kj|`` (glmnet's ``standardize=TRUE``), so
+        features are selected whatever their units; zeros stay exact zeros when folded, and
+        the centring goes into the unpenalised intercept.
     label_smoothing : float in [0, 1), default=0.0
         Train on ``(1 - ε) y + ε / n_classes`` instead of ``y``.
     classes : array-like or None, default=None
@@ -691,7 +695,13 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
         X : {array-like, sparse matrix} of shape (n_samples, n_features), or a dataset
             float32 input is trained in float32, anything else in float64. A dataset
             (:func:`softreg.open_dataset`) carries its own labels and sample weights and is
-            streamed: ``y`` and ``sample_weight`` must then be None.
+            streamed: ``y`` and ``sample_weight`` must then be None. With ``l1_ratio > 0``
+            (``solver="newton-cd"``, which reads the rows by columns) its rows are gathered
+            into memory once, in its dtype, dense or CSR as they are, when what the fit
+            then holds (the rows twice, labels, weights and four float64 arrays of
+            n_samples × n_classes) fits in ``X.memory_limit`` bytes, by default half the
+            machine's or the container's memory; otherwise ``MemoryLimitError`` (a
+            ``RuntimeError``) says how many bytes it needs (:mod:`softreg._gather`).
         y : array-like of shape (n_samples,) or (n_samples, n_classes)
         sample_weight : array-like of shape (n_samples,), default=None
 

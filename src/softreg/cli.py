@@ -1,10 +1,12 @@
 """The ``softreg`` command line: fit, update, predict, evaluate, report, inspect, demo.
 
-A thin shell over the library. ``fit``, ``predict``, ``evaluate`` and ``report`` never load a
-whole data file: they open it with :func:`softreg.open_dataset` and stream it block by block
-(the estimator's ``fit(dataset)``, predictions written with :class:`softreg._writers.TableWriter`
-as they are computed, metrics added up by :class:`softreg._metrics.MetricsAccumulator`), with
-``--memory-limit`` bounding what they hold (:mod:`softreg._memory`). Models are read with
+A thin shell over the library. ``fit`` (but for sparse models, ``--l1-ratio`` above 0 and
+``--cv``, whose solver reads the rows by columns: :mod:`softreg._gather`), ``predict``,
+``evaluate`` and ``report`` never load a whole data file: they open it with
+:func:`softreg.open_dataset` and stream it block by block (the estimator's ``fit(dataset)``,
+predictions written with :class:`softreg._writers.TableWriter` as they are computed, metrics
+added up by :class:`softreg._metrics.MetricsAccumulator`), with ``--memory-limit`` bounding
+what they hold (:mod:`softreg._memory`). Models are read with
 :func:`softreg._model_io.read_model_file` and written with :func:`softreg._model_io.save_model`;
 ``fit --checkpoint`` saves the solver's state after every iteration (:mod:`softreg._checkpoint`).
 
@@ -538,7 +540,9 @@ def fit(
     command again to resume. A fit that stops before converging still writes the model,
     says what to change, keeps its checkpoint (a rerun with a higher --max-iter resumes) and
     exits with code 3. With --dask-scheduler or --dask-workers, DATA (CSV or Parquet files, or
-    a glob of them) is read and the fit's passes run on a Dask cluster.
+    a glob of them) is read and the fit's passes run on a Dask cluster. With --l1-ratio above
+    0 or --cv the solver (newton-cd) reads the rows by columns: DATA is then read once into
+    memory, within --memory-limit.
     """
     from softreg._data_io import DataError
     from softreg._estimator import SoftmaxRegression
