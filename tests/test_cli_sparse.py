@@ -7,21 +7,13 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 from sklearn.datasets import load_iris
 
-from softreg import SoftmaxRegression, SoftmaxRegressionCV, cli
+from softreg import SoftmaxRegression, SoftmaxRegressionCV
 from softreg._gather import newton_cd_bytes
 from softreg._memory import format_bytes
 from softreg._model_io import ModelFileError, read_model_file, save_model
-
-FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-
-
-def run(*args, expect=0):
-    result = CliRunner().invoke(cli.main, [str(a) for a in args])
-    assert result.exit_code == expect, (result.exit_code, result.output, result.exception)
-    return result
+from test_cli import FEATURES, run  # tests/ has no __init__.py: pytest puts it on sys.path
 
 
 @pytest.fixture(scope="module")

@@ -532,17 +532,17 @@ def fit(
 ):
     """Train a softmax regression on DATA and write it to a model file.
 
-    DATA is streamed, never loaded whole: a CSV, Parquet, LIBSVM/svmlight, .npy or .npz
-    file, or for Parquet a directory or a glob of files. Shows the iteration, the passes over
-    the data, rows per second, the objective and the certified gap bound while training when
-    standard error is a terminal (or with --verbose); a pipe gets nothing but errors and
-    warnings. With --checkpoint, a killed run loses at most one iteration: run the same
-    command again to resume. A fit that stops before converging still writes the model,
-    says what to change, keeps its checkpoint (a rerun with a higher --max-iter resumes) and
-    exits with code 3. With --dask-scheduler or --dask-workers, DATA (CSV or Parquet files, or
-    a glob of them) is read and the fit's passes run on a Dask cluster. With --l1-ratio above
-    0 or --cv the solver (newton-cd) reads the rows by columns: DATA is then read once into
-    memory, within --memory-limit.
+    DATA is streamed, never loaded whole (sparse fits aside, below): a CSV, Parquet,
+    LIBSVM/svmlight, .npy or .npz file, or for Parquet a directory or a glob of files. Shows the
+    iteration, the passes over the data, rows per second, the objective and the certified gap
+    bound while training when standard error is a terminal (or with --verbose); a pipe gets
+    nothing but errors and warnings. With --checkpoint, a killed run loses at most one
+    iteration: run the same command again to resume. A fit that stops before converging still
+    writes the model, says what to change, keeps its checkpoint (a rerun with a higher
+    --max-iter resumes) and exits with code 3. With --dask-scheduler or --dask-workers, DATA
+    (CSV or Parquet files, or a glob of them) is read and the fit's passes run on a Dask
+    cluster. With --l1-ratio above 0 or --cv the solver, newton-cd, reads the rows by columns:
+    DATA is then read once into memory, within --memory-limit.
     """
     from softreg._data_io import DataError
     from softreg._estimator import SoftmaxRegression
