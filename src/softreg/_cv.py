@@ -189,7 +189,10 @@ class SoftmaxRegressionCV(ClassifierMixin, BaseEstimator):
         self
         """
         rules.validate_params(self, self._parameter_table)
-        X, y, sample_weight, names = gathered_arrays(X, y, sample_weight, "SoftmaxRegressionCV.fit")
+        # Each fold copies its training rows: one copy more than a single fit holds.
+        X, y, sample_weight, names = gathered_arrays(
+            X, y, sample_weight, "SoftmaxRegressionCV.fit", copies=1
+        )
         if y is None:
             raise ValueError(
                 "SoftmaxRegressionCV requires y to be passed, but the target y is None."

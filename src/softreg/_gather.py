@@ -14,7 +14,8 @@ Conventions
   is None, in :func:`softreg._memory.default_memory_limit` (half the machine's or the
   container's memory). What the fit holds is :func:`newton_cd_bytes`: the rows, labels and
   weights, the column-ordered copy newton-cd makes of ``X`` (CSC with 64-bit indices when
-  sparse), and four float64 ``(n_samples, n_classes)`` work arrays. Beyond the budget the fit
+  sparse), and four float64 ``(n_samples, n_classes)`` work arrays; cross-validation holds
+  one more copy of the rows (a fold's training rows). Beyond the budget the fit
   stops with :class:`~softreg._memory.MemoryLimitError` naming the bytes needed and the limit,
   before (dense data, or sparse data whose stored entries are known) or while (other sparse
   data) the rows are read.
@@ -38,18 +39,20 @@ __all__ = ["gather", "gathered_arrays", "newton_cd_bytes"]
 _WORK_ARRAYS = 4
 
 
-def newton_cd_bytes(n_samples, n_features, n_classes, itemsize, nnz=None):
+def newton_cd_bytes(n_samples, n_features, n_classes, itemsize, nnz=None, extra_copies=0):
     """Bytes a newton-cd fit holds for ``n_samples`` rows (see the module's conventions).
 
     ``nnz`` is the number of stored entries of sparse rows; None for dense rows.
+    ``extra_copies`` more copies of the rows are held beside (cross-validation: one).
 
     >>> newton_cd_bytes(1000, 10, 3, 8)  # two copies of X, labels and weights, work arrays
     272000
     """
     if nnz is None:
-        rows = 2 * n_samples * n_features * itemsize
+        rows = (2 + extra_copies) * n_samples * n_features * itemsize
     else:  # CSR (int32 indices) and CSC (int64 indices, float64 squares for the norms)
-        rows = nnz * (itemsize + 4) + nnz * (itemsize + 8 + 8) + 12 * (n_samples + n_features)
+        csr = nnz * (itemsize + 4) + 4 * n_samples
+        rows = (1 + extra_copies) * csr + nnz * (itemsize + 8 + 8) + 8 * (n_samples + n_features)
     labels_and_weights = 16 * n_samples
     return rows + labels_and_weights + _WORK_ARRAYS * 8 * n_samples * n_classes
 
@@ -79,7 +82,7 @@ def _refuse(needed, limit, n_samples, what, at_least=False):
     )
 
 
-def gather(dataset, n_samples, n_classes, *, scale=None, what="solver='newton-cd'"):
+def gather(dataset, n_samples, n_classes, *, scale=None, what="solver='newton-cd'", copies=0):
     """``dataset`` as an :class:`~softreg._sources.ArrayDataset`, within its memory budget.
 
     Parameters
@@ -93,6 +96,9 @@ def gather(dataset, n_samples, n_classes, *, scale=None, what="solver='newton-cd
         Standardise the rows as they are gathered.
     what : str
         What needs the rows, for the message.
+    copies : int
+        Copies of the rows the caller makes beside (``extra_copies`` of
+        :func:`newton_cd_bytes`).
 
     Returns
     -------
@@ -112,7 +118,9 @@ def gather(dataset, n_samples, n_classes, *, scale=None, what="solver='newton-cd
     nnz = _known_nnz(dataset) if dataset.sparse else None
     limit = _limit(dataset)
     if not in_memory and (not dataset.sparse or nnz is not None):
-        needed = newton_cd_bytes(n_samples, dataset.n_features, n_classes, dtype.itemsize, nnz)
+        needed = newton_cd_bytes(
+            n_samples, dataset.n_features, n_classes, dtype.itemsize, nnz, copies
+        )
         if needed > limit:
             _refuse(needed, limit, n_samples, what)
     parts, rows, stored = [], 0, 0
@@ -129,7 +137,9 @@ def gather(dataset, n_samples, n_classes, *, scale=None, what="solver='newton-cd
         rows += X.shape[0]
         if dataset.sparse and not in_memory and nnz is None:
             stored += X.nnz
-            needed = newton_cd_bytes(rows, dataset.n_features, n_classes, dtype.itemsize, stored)
+            needed = newton_cd_bytes(
+                rows, dataset.n_features, n_classes, dtype.itemsize, stored, copies
+            )
             if needed > limit:
                 _refuse(needed, limit, n_samples, what, at_least=True)
     return _concatenate(dataset, parts, dtype)
@@ -148,7 +158,7 @@ def _concatenate(dataset, parts, dtype):
     return ArrayDataset(X, y, weight, feature_names=dataset.feature_names)
 
 
-def gathered_arrays(X, y, sample_weight, what):
+def gathered_arrays(X, y, sample_weight, what, copies=0):
     """``(X, y, sample_weight, feature_names)`` from arrays, or from a dataset's rows gathered.
 
     For the functions that take arrays (:func:`softreg.regularization_path`,
@@ -163,5 +173,5 @@ def gathered_arrays(X, y, sample_weight, what):
     check_dataset_call(X, y, sample_weight, what)
     summary = X.scan()
     n_classes = 2 if summary.classes is None else len(summary.classes)
-    gathered = gather(X, summary.n_samples, n_classes, what=what)
+    gathered = gather(X, summary.n_samples, n_classes, what=what, copies=copies)
     return gathered.X, gathered.y, gathered.sample_weight, gathered.feature_names

@@ -731,7 +731,7 @@ def _fit_cv(dataset, data, output, guard, cv, grid, params, metadata, quiet):
     from softreg._gather import gathered_arrays
     from softreg._model_io import save_model
 
-    X, y, weight, names = gathered_arrays(dataset, None, None, "softreg fit --cv")
+    X, y, weight, names = gathered_arrays(dataset, None, None, "softreg fit --cv", copies=1)
     guard.check()
     alphas, l1_ratios = grid
     model = SoftmaxRegressionCV(alphas=alphas, l1_ratios=l1_ratios, cv=cv, **params)
