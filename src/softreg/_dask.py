@@ -49,6 +49,11 @@ __all__ = ["DaskDataLostError", "DaskDataset", "DaskSource", "open_dask_dataset"
 # 64 chunks, 3 up to 512) while no task waits on more than 8 transfers (Spark's
 # treeAggregate uses depth 2 by default).
 _FAN_IN = 8
+# Arguments of a pass up to this size travel inside each group's task; larger ones are
+# computed once by a task of their own that the group tasks depend on.
+_EMBED_BYTES = 2**20
+# Times a source rebuilds its actors after a worker died; then it uses tasks only.
+_REBUILDS = 3
 
 
 class DaskDataLostError(RuntimeError):
@@ -78,6 +83,38 @@ def _chunk_reduce(function, first, every, rows, X, target, weight, args):
         if position % every == 0:
             total = add_sums(total, function(position // every, block, *args))
     return total
+
+
+def _group_reduce(function, every, args, specs, *parts):
+    """Σ of :func:`_chunk_reduce` over a group's chunks, added in chunk order.
+
+    ``specs`` holds ``(first, rows)`` per chunk of the group, ``parts`` its chunks' arrays,
+    ``len(parts) // len(specs)`` per chunk (``X``, target and, when weighted, the weights).
+    The same arithmetic runs in a task and in a :class:`_GroupHolder`, so a pass returns the
+    same bits whichever ran it. None when no block of the group is taken.
+    """
+    width = len(parts) // len(specs)
+    total = None
+    for c, (first, rows) in enumerate(specs):
+        X, target, *weight = parts[c * width : (c + 1) * width]
+        part = _chunk_reduce(function, first, every, rows, X, target, *(weight or [None]), args)
+        if part is not None:
+            total = add_sums(total, part)
+    return total
+
+
+class _GroupHolder:
+    """Dask actor: one group's chunks, held where they live, reduced without the scheduler.
+
+    Created by a task that depends on the group's chunks, it keeps references to the arrays
+    the worker already holds (no copy). A call goes from the driver straight to the worker.
+    """
+
+    def __init__(self, *parts):
+        self._parts = parts
+
+    def reduce(self, function, every, args, specs):
+        return _group_reduce(function, every, args, specs, *self._parts)
 
 
 def _add_parts(*parts):
@@ -296,19 +333,24 @@ def _tree(name, graph, keys, combine):
     return keys
 
 
+def _data_lost(exc):
+    """The error for a pass whose chunks were lost with a worker and cannot be recomputed."""
+    return DaskDataLostError(
+        "A Dask worker died holding chunks of the training data that cannot be recomputed "
+        "(they were scattered from the client, not built by a Dask graph), so the sums "
+        "over the data would be incomplete. Build the Dask collections from files or a "
+        "graph (dask.array.from_array, dask.dataframe.read_parquet, ...) so that Dask can "
+        f"recompute lost chunks; cause: {exc!r}"
+    )
+
+
 def _compute(name, graph, keys, collections, combine):
     """Run the tasks of ``graph`` and return ``combine`` of the values of ``keys``."""
     graph = HighLevelGraph.from_collections(name, graph, dependencies=collections)
     try:
         values = dask.compute(*[Delayed(key, graph, layer=name) for key in keys])
     except CancelledError as exc:
-        raise DaskDataLostError(
-            "A Dask worker died holding chunks of the training data that cannot be recomputed "
-            "(they were scattered from the client, not built by a Dask graph), so the sums "
-            "over the data would be incomplete. Build the Dask collections from files or a "
-            "graph (dask.array.from_array, dask.dataframe.read_parquet, ...) so that Dask can "
-            f"recompute lost chunks; cause: {exc!r}"
-        ) from exc
+        raise _data_lost(exc) from exc
     return combine(*values)
 
 
@@ -368,6 +410,35 @@ def _as_array(values):
     return values
 
 
+def _client_of(arrays):
+    """The ``distributed.Client`` whose futures hold the persisted ``arrays``, or None."""
+    try:
+        from distributed import futures_of
+    except ImportError:  # pragma: no cover - dask without distributed
+        return None
+    futures = futures_of(arrays[0])
+    return futures[0].client if futures else None
+
+
+def _nbytes(values):
+    """Bytes of the NumPy arrays among ``values`` (what pickling them costs)."""
+    return sum(value.nbytes for value in values if isinstance(value, np.ndarray))
+
+
+class _Group(NamedTuple):
+    """Consecutive chunks held by one worker, reduced by one task or actor call per pass."""
+
+    worker: str  # its address when grouped ("" when unknown)
+    specs: list  # (first block, rows per block) per chunk
+    parts: list  # the chunks' futures: X, target (and weights) per chunk
+    first: int  # scan position of its first block
+    stop: int  # one past its last block
+
+    def taken(self, every):
+        """Whether a block ``b ≡ 0 mod every`` lies in the group."""
+        return -(-self.stop // every) != -(-self.first // every)
+
+
 def _starts(chunks):
     return np.concatenate([[0], np.cumsum(chunks, dtype=np.int64)]).tolist()
 
@@ -410,6 +481,10 @@ class DaskSource(Source):
         ]
         counts = [-(-rows // per) for rows, per in zip(self._chunk_rows, self._rows, strict=True)]
         self._first = _starts(counts)
+        self._client = _client_of(self._arrays)
+        self._groups = None  # on a distributed cluster: the chunks grouped where they live
+        self._holders = None  # and one _GroupHolder actor per group
+        self._rebuilds = 0
 
     @property
     def chunks(self):
@@ -428,6 +503,19 @@ class DaskSource(Source):
 
     def reduce(self, function, *args, every=1):
         """``Σ_b function(b, block_b, *args)``, each chunk's share computed on its worker."""
+        if self._client is None:
+            return self._reduce_graph(function, args, every)
+        groups = [group for group in self._plan() if group.taken(every)]
+        if not groups:
+            return None
+        if len(groups) <= _FAN_IN and self._rebuilds <= _REBUILDS:
+            parts = self._call_holders(groups, function, every, args)
+            if parts is not None:
+                return _add_parts(*parts)
+        return self._reduce_tasks(groups, function, every, args)
+
+    def _reduce_graph(self, function, args, every):
+        """Any Dask scheduler: one task per chunk, a tree of ``_FAN_IN``, args sent once."""
         X, target, weight = self.chunks
         name = f"softreg-reduce-{uuid.uuid4().hex}"
         arguments = f"{name}-args"
@@ -444,6 +532,110 @@ class DaskSource(Source):
             return None
         keys = _tree(name, graph, parts, _add_parts)
         return _compute(name, graph, keys, list(self._arrays), _add_parts)
+
+    def _plan(self):
+        """The chunks grouped by the worker (and thread) that holds them, found once.
+
+        Each worker's chunks are split into as many groups of consecutive chunks as it has
+        threads. The groups stay fixed for the life of the source: after a worker dies its
+        chunks are recomputed elsewhere and its groups' tasks follow them there, adding the
+        same chunks in the same order, so every pass returns the same bits.
+        """
+        if self._groups is None:
+            from distributed import futures_of, wait
+
+            client = self._client
+            futures = {f.key: f for array in self._arrays for f in futures_of(array)}
+            keys = _row_keys(*self.chunks)
+            wait(list(futures.values()))  # their places are known once they are in memory
+            holders = client.who_has([futures[chunk[0]] for chunk in keys])
+            threads = {
+                address: info.get("nthreads", 1)
+                for address, info in client.scheduler_info()["workers"].items()
+            }
+            by_worker = {}
+            for c, chunk in enumerate(keys):
+                where = holders.get(chunk[0]) or ("",)
+                by_worker.setdefault(where[0], []).append(c)
+            self._groups = []
+            for worker, chunks in by_worker.items():
+                count = max(1, min(threads.get(worker, 1), len(chunks)))
+                for share in np.array_split(np.asarray(chunks), count):
+                    members = share.tolist()
+                    self._groups.append(
+                        _Group(
+                            worker,
+                            [(self._first[c], self._rows[c]) for c in members],
+                            [futures[key] for c in members for key in keys[c] if key is not None],
+                            self._first[members[0]],
+                            self._first[members[-1] + 1],
+                        )
+                    )
+        return self._groups
+
+    def _call_holders(self, groups, function, every, args):
+        """The groups' sums from their actors (built at the first call), or None on failure.
+
+        A call fails when its worker died (OSError): the actors are rebuilt at the next pass,
+        up to ``_REBUILDS`` times, from the persisted chunks (which Dask recomputes first).
+        """
+        client = self._client
+        if self._holders is None:
+            self._holders = {}
+        try:
+            for group in groups:
+                if group.first not in self._holders:
+                    self._holders[group.first] = client.submit(
+                        _GroupHolder,
+                        *group.parts,
+                        actor=True,
+                        pure=False,
+                        workers=[group.worker] if group.worker else None,
+                        allow_other_workers=True,
+                    ).result()
+            calls = [
+                self._holders[group.first].reduce(function, every, args, group.specs)
+                for group in groups
+            ]
+            return [call.result() for call in calls]
+        except OSError:
+            self._holders = None
+            self._rebuilds += 1
+            return None
+
+    def _reduce_tasks(self, groups, function, every, args):
+        """The groups' sums as tasks placed next to their chunks, added in a tree of fan-in 8.
+
+        Small ``args`` travel inside each task; larger ones (``_EMBED_BYTES``) are computed
+        once by a task that every group's task depends on, which Dask ships to each worker
+        once and can recompute if a worker dies.
+        """
+        client = self._client
+        if _nbytes(args) > _EMBED_BYTES:
+            args = client.submit(_identity, args, pure=False)
+        level = [
+            client.submit(
+                _group_reduce,
+                function,
+                every,
+                args,
+                group.specs,
+                *group.parts,
+                pure=False,
+                workers=[group.worker] if group.worker else None,
+                allow_other_workers=True,
+            )
+            for group in groups
+        ]
+        while len(level) > _FAN_IN:
+            level = [
+                client.submit(_add_parts, *level[start : start + _FAN_IN], pure=False)
+                for start in range(0, len(level), _FAN_IN)
+            ]
+        try:
+            return _add_parts(*client.gather(level))
+        except CancelledError as exc:
+            raise _data_lost(exc) from exc
 
     def shape(self):
         """``(n_samples, n_blocks)`` from the chunk sizes, without a pass."""
