@@ -12,7 +12,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
-from softreg import LinearRegression, SoftmaxRegression, open_dataset  # noqa: E402
+from softreg import LinearRegression, SoftmaxRegression, _dask, open_dataset  # noqa: E402
 from softreg._dask import DaskDataLostError, DaskDataset, DaskSource  # noqa: E402
 from softreg._objective import Objective, SoftmaxLoss  # noqa: E402
 from softreg._solvers import minimize  # noqa: E402
@@ -95,6 +95,41 @@ def test_reduce_strides_over_blocks_as_an_in_memory_source_does(client):
     assert (rows, indices) == (expected[0], expected[2]) == (400, 0 + 1 + 2 + 3)
     assert_allclose(column_sums, expected[1], rtol=RTOL)
     assert_array_equal(np.vstack([b.X for b in source.blocks()]), X)
+
+
+def test_every_way_to_run_a_pass_returns_the_same_bits(client, monkeypatch):
+    X, y, weight = problem()
+    on_dask, in_memory = objectives(X, y, weight, 3, rows=300)
+    source = on_dask.source
+    theta = np.random.default_rng(3).standard_normal(on_dask.n_params)
+    by_actors = on_dask.loss_gradient(theta)
+    assert source._holders and len(source._plan()) == 2  # one group per single-thread worker
+
+    def same(evaluation):
+        assert evaluation.objective == by_actors.objective
+        assert_array_equal(evaluation.gradient, by_actors.gradient)
+
+    monkeypatch.setattr(_dask, "_REBUILDS", -1)  # no actors: one task per group
+    same(on_dask.loss_gradient(theta))
+    monkeypatch.setattr(_dask, "_EMBED_BYTES", 0)  # θ shipped by a task of its own
+    same(on_dask.loss_gradient(theta))
+    # One group per chunk (10) added by tasks of two in a tree (5, 3, 2, then the driver).
+    starts = source._first
+    chunks = [
+        _dask._Group(group.worker, [spec], group.parts[3 * i : 3 * i + 3], *bounds)  # X, y, w
+        for group in source._plan()
+        for i, spec in enumerate(group.specs)
+        for bounds in [(spec[0], starts[starts.index(spec[0]) + 1])]
+    ]
+    monkeypatch.setattr(source, "_groups", chunks)
+    monkeypatch.setattr(_dask, "_FAN_IN", 2)
+    tree = on_dask.loss_gradient(theta)
+    monkeypatch.setattr(source, "_client", None)  # any scheduler: a task per chunk
+    graph = on_dask.loss_gradient(theta)
+    expected = in_memory.loss_gradient(theta)
+    for evaluation in (tree, graph, by_actors):
+        assert evaluation.objective == pytest.approx(expected.objective, rel=RTOL)
+        assert_allclose(evaluation.gradient, expected.gradient, rtol=RTOL, atol=RTOL)
 
 
 def test_scan_finds_classes_over_all_chunks_with_totals_and_moments(client):
@@ -193,6 +228,9 @@ def test_a_worker_killed_mid_fit_leaves_the_optimum_unchanged(client):
         callback=kill,
     )
     assert pids[0] not in client.run(os.getpid).values()  # the worker did die
+    # The pass after the kill ran as tasks, which Dask placed next to the recomputed chunks,
+    # and the next pass rebuilt the workers' actors from them: once.
+    assert source._rebuilds == 1 and len(source._holders) == len(source._plan())
     assert result.evaluation.objective == expected.evaluation.objective
     assert_array_equal(result.theta, expected.theta)
     client.wait_for_workers(2)
