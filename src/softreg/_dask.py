@@ -508,7 +508,10 @@ class DaskSource(Source):
         groups = [group for group in self._plan() if group.taken(every)]
         if not groups:
             return None
-        if len(groups) <= _FAN_IN and self._rebuilds <= _REBUILDS:
+        # A worker runs its actors' calls one at a time: actors only where a worker has one.
+        workers = [group.worker for group in self._groups]
+        alone = len(set(workers)) == len(workers)
+        if alone and len(groups) <= _FAN_IN and self._rebuilds <= _REBUILDS:
             parts = self._call_holders(groups, function, every, args)
             if parts is not None:
                 return _add_parts(*parts)
