@@ -424,3 +424,37 @@ def test_cli_fit_on_a_dask_cluster_equals_the_in_memory_fit(client, tmp_path):
     result = CliRunner().invoke(main, ["fit", data, "--target", "y", "-o", model, *both])
     assert result.exit_code == 2
     assert "--dask-scheduler and --dask-workers exclude each other." in result.output
+
+
+def test_cli_checkpoint_on_a_dask_cluster_resumes_to_the_in_memory_fit(client, tmp_path):
+    pandas = pytest.importorskip("pandas")
+    from click.testing import CliRunner
+
+    from softreg import load
+    from softreg.cli import main
+
+    X, y, _ = problem()
+    frame = pandas.DataFrame(X, columns=[f"f{j}" for j in range(5)])
+    frame["y"] = y
+    for part in range(3):
+        frame.iloc[part * 1000 : (part + 1) * 1000].to_parquet(tmp_path / f"part{part}.parquet")
+    data, model = str(tmp_path / "*.parquet"), str(tmp_path / "model.softreg")
+    checkpoint = tmp_path / "fit.ckpt"
+    args = ["fit", data, "--target", "y", "-o", model, "--checkpoint", str(checkpoint)]
+    args += ["--dask-scheduler", client.scheduler.address, "--alpha", "1e-3", "--tol", "1e-10"]
+    runner = CliRunner()
+    result = runner.invoke(main, [*args, "--max-iter", "2"])
+    assert result.exit_code == 3, result.output
+    assert checkpoint.exists()  # not converged: kept, so that a rerun continues
+    result = runner.invoke(main, [*args, "--max-iter", "100", "-v"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("iteration     3  ")  # iterations 0-2 were saved
+    assert not checkpoint.exists()
+    expected = SoftmaxRegression(alpha=1e-3, tol=1e-10).fit(frame.iloc[:, :5], y)
+    assert_same_fit(load(model), expected)
+    # The fingerprint names the files the pattern matched: a changed file refuses the resume.
+    runner.invoke(main, [*args, "--max-iter", "2"])
+    os.utime(tmp_path / "part1.parquet", ns=(1, 1))
+    result = runner.invoke(main, [*args, "--max-iter", "100"])
+    assert result.exit_code == 1
+    assert "data_files is " in result.output and "part1.parquet" in result.output

@@ -1,10 +1,11 @@
 """Dask collections as a block source: every pass runs on the workers, next to the chunks.
 
 The distributed objective is Spark MLlib's ``RDDLossFunction`` over Dask chunks: per pass the
-parameters go to the workers once, each row chunk adds up the per-block sums of its rows
-where it lives, and the chunk sums are added in a tree of fixed fan-in (``treeAggregate``).
-The driver runs the same solvers and the same certificate as in memory, and holds parameters
-and sums only: no row ever travels to it during a fit.
+parameters go to the workers once, each group of chunks adds up the per-block sums of its
+rows where it lives, and the driver adds the groups' sums (a tree of tasks of fixed fan-in
+first when there are many groups, as ``treeAggregate``). The driver runs the same solvers and
+the same certificate as in memory, and holds parameters and sums only: no row ever travels
+to it during a fit.
 
 Conventions
 -----------
@@ -16,15 +17,23 @@ Conventions
   :class:`~softreg._sources.ArraySource` cuts an array; ``reduce(function, *args, every)``
   returns ``Σ_b function(b, block_b, *args)`` over every ``every``-th of those blocks, with
   ``b`` the block's position in that strided scan, as for an in-memory source.
-* The chunk sums are added in tasks of ``_FAN_IN`` until at most that many remain, which
-  the driver adds (Spark's ``treeAggregate``): it holds at most ``_FAN_IN`` partial sums.
-* ``args`` enter each pass's task graph once, as one task that every chunk task depends on
-  (a "delayed of the arguments"): Dask ships them to each worker once per pass, not once per
-  task, and, unlike data scattered from the client, can recompute them if a worker dies.
+* On a ``distributed`` cluster the chunks are grouped once, at the first pass, by the worker
+  that holds them (one group of consecutive chunks per worker thread); a group always adds
+  the same chunks in the same order, so a pass returns the same bits wherever it ran. Where
+  each worker holds one group (single-threaded workers) and there are at most ``_FAN_IN``
+  groups, each group is held by a :class:`_GroupHolder` actor on its worker and a pass is
+  one direct call per actor, carrying ``args`` (a scheduler round trip costs ~10 ms; a call
+  ~1 ms). Otherwise a pass is one task per group, placed next to its chunks, with ``args``
+  inside it up to ``_EMBED_BYTES`` and beyond that computed once by a task every group task
+  depends on; more than ``_FAN_IN`` group sums are added by tasks of ``_FAN_IN`` first.
+* Without ``distributed`` (another Dask scheduler) a pass is one task per chunk, a tree of
+  ``_FAN_IN`` and one task holding ``args``.
 * A worker that dies mid-fit loses the chunks it held; Dask recomputes them from the graph
-  that built them (files, generators) and the pass returns the same sums. Chunks that have
-  no graph (scattered from the client) cannot be recomputed: the pass fails with
-  :class:`DaskDataLostError` instead of returning sums over the surviving rows.
+  that built them (files, generators) and the pass returns the same sums: an actor call that
+  fails (OSError) runs that pass as tasks, and the actors are rebuilt from the recomputed
+  chunks at the next pass (up to ``_REBUILDS`` times). Chunks that have no graph (scattered
+  from the client) cannot be recomputed: the pass fails with :class:`DaskDataLostError`
+  instead of returning sums over the surviving rows.
 """
 
 from __future__ import annotations
@@ -673,6 +682,9 @@ class DaskDataset(Dataset):
     (['a', 'b'], [1.0, 2.0])
     """
 
+    # The files the data were read from (open_dataset), named by a checkpoint's fingerprint.
+    paths: tuple = ()
+
     def __init__(self, X, y=None, sample_weight=None, *, feature_names=None):
         X, named = _check_rows(X, {"y": y, "sample_weight": sample_weight})
         y, sample_weight = named["y"], named["sample_weight"]
@@ -851,4 +863,8 @@ def open_dask_dataset(paths, format, engine, target, features, sample_weight, ex
         targets = [target] if isinstance(target, str) else list(target or [])
         named = {*exclude, sample_weight, *targets}
         features = [name for name in frame.columns if name not in named]
-    return DaskDataset.from_dataframe(frame, target, sample_weight=sample_weight, features=features)
+    dataset = DaskDataset.from_dataframe(
+        frame, target, sample_weight=sample_weight, features=features
+    )
+    dataset.paths = tuple(paths)  # what a checkpoint's fingerprint names
+    return dataset
