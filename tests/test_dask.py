@@ -336,6 +336,29 @@ def test_lazy_predictions_equal_the_in_memory_ones(client):
         model.predict(as_dask(bad)[0]).compute()
 
 
+def test_score_on_dask_input_is_computed_on_the_workers(client, monkeypatch):
+    X, y, weight = problem()
+    model = SoftmaxRegression(alpha=1e-3).fit(X, y)
+    target = X @ np.arange(1.0, 6.0) + np.sin(np.arange(3000))
+    regression = LinearRegression(alpha=1e-3).fit(X, target)
+
+    def no_rows_to_the_driver(self):
+        raise AssertionError("score read chunks on the driver")
+
+    monkeypatch.setattr(DaskDataset, "batches", no_rows_to_the_driver)
+    dX, dy, dw, dt = as_dask(X, y, weight, target)
+    assert model.score(dX, dy, sample_weight=dw) == pytest.approx(
+        model.score(X, y, sample_weight=weight), rel=1e-14
+    )
+    assert regression.score(dX, dt, sample_weight=dw) == pytest.approx(
+        regression.score(X, target, sample_weight=weight), rel=1e-12
+    )
+    unseen = y.copy()
+    unseen[2500] = 7
+    with pytest.raises(ValueError, match=r"`y` contains labels \[7\] the model was not trained"):
+        model.score(dX, as_dask(unseen)[0])
+
+
 def test_fit_on_a_dask_dataframe_read_from_parquet_equals_the_in_memory_fit(client, tmp_path):
     pandas = pytest.importorskip("pandas")
     dd = pytest.importorskip("dask.dataframe")

@@ -143,6 +143,15 @@ def _add_parts(*parts):
     return total
 
 
+def _apply_to_chunk(function, args, X, y, weight):
+    """``function(block, *args)`` with a chunk's raw rows as the block."""
+    return function(Block(X, y, weight), *args)
+
+
+def _as_list(*values):
+    return list(values)
+
+
 def _identity(value):
     """The task that holds a pass's arguments: computed once, read by every chunk's task."""
     return value
@@ -785,6 +794,19 @@ class DaskDataset(Dataset):
             meta=np.empty((0,) * sample.ndim, sample.dtype),
             **shape,
         )
+
+    def map_batches(self, function, *args):
+        """``[function(block, *args)]`` per chunk, computed on the workers (for ``score``).
+
+        Each chunk's raw rows are one block; only the results travel to the driver.
+        """
+        name = f"softreg-batches-{uuid.uuid4().hex}"
+        arrays = [self.X, self.y, self.sample_weight]
+        graph = {}
+        for c, keys in enumerate(_row_keys(*arrays)):
+            graph[(name, c)] = (_apply_to_chunk, function, args, *keys)
+        keys = [(name, c) for c in range(self.X.numblocks[0])]
+        return _compute(name, graph, keys, [a for a in arrays if a is not None], _as_list)
 
     def _scan_graph(self, moments, labels):
         name = f"softreg-scan-{uuid.uuid4().hex}"

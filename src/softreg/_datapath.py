@@ -146,6 +146,32 @@ def _check_scored(dataset):
         raise ValueError("score needs a dataset with a target (open_dataset(..., target=)).")
 
 
+def _per_batch(dataset, function, *args):
+    """``function(block, *args)`` for each batch, in order.
+
+    A dataset that has ``map_batches`` (Dask) runs ``function`` where its rows are and
+    returns the results only; any other is read batch by batch here.
+    """
+    mapped = getattr(dataset, "map_batches", None)
+    if mapped is not None:
+        return mapped(function, *args)
+    return (function(block, *args) for block in dataset.batches())
+
+
+def _accuracy_sums(block, estimator):
+    """``(Σ s [predicted = y], Σ s)`` over one batch; unseen labels are an error."""
+    classes = estimator.classes_
+    unseen = np.setdiff1d(np.unique(block.target), classes)
+    if unseen.size:
+        raise ValueError(
+            f"`y` contains labels {unseen.tolist()!r} the model was not trained on; "
+            f"its classes are {classes.tolist()!r}."
+        )
+    hit = (estimator._predict_block(block.X) == block.target).astype(np.float64)
+    s = block.sample_weight
+    return (hit.sum(), len(hit)) if s is None else (float(s @ hit), float(s.sum()))
+
+
 def streamed_accuracy(estimator, dataset):
     """Weighted accuracy of ``estimator.predict`` over a dataset's batches."""
     _check_scored(dataset)
@@ -153,41 +179,41 @@ def streamed_accuracy(estimator, dataset):
     if dataset.target_ndim != 1:
         raise ValueError("score needs 1-D labels; this dataset's target is a matrix.")
     right = total = 0.0
-    classes = estimator.classes_
-    for block in dataset.batches():
-        unseen = np.setdiff1d(np.unique(block.target), classes)
-        if unseen.size:
-            raise ValueError(
-                f"`y` contains labels {unseen.tolist()!r} the model was not trained on; "
-                f"its classes are {classes.tolist()!r}."
-            )
-        hit = (estimator._predict_block(block.X) == block.target).astype(np.float64)
-        s = block.sample_weight
-        right += hit.sum() if s is None else float(s @ hit)
-        total += len(hit) if s is None else float(s.sum())
+    for hits, weight in _per_batch(dataset, _accuracy_sums, estimator):
+        right += hits
+        total += weight
     return right / total
+
+
+def _r2_sums(block, estimator):
+    """``(Σ s, Σ s (y - ŷ)², weighted mean of y, Σ s (y - mean)²)`` over one batch."""
+    y = np.asarray(block.target, dtype=np.float64).reshape(block.X.shape[0], -1)
+    s = np.ones(y.shape[0]) if block.sample_weight is None else block.sample_weight
+    predicted = np.asarray(estimator._block_decision(block.X), dtype=np.float64)
+    residual = s @ (y - predicted) ** 2
+    weight = float(s.sum())
+    if not weight > 0:
+        return weight, residual, 0.0, 0.0
+    mean = s @ y / weight
+    return weight, residual, mean, s @ (y - mean) ** 2
 
 
 def streamed_r2(estimator, dataset):
     """Weighted ``R²`` (averaged over outputs, as scikit-learn) over a dataset's batches.
 
-    The total sum of squares is merged block by block (Chan et al.'s update), never formed as
+    The total sum of squares is merged batch by batch (Chan et al.'s update), never formed as
     ``Σ y² - n ȳ²``.
     """
     _check_scored(dataset)
     _check_features(estimator, dataset)
     weight = residual = 0.0
     mean = squares = 0.0
-    for block in dataset.batches():
-        y = np.asarray(block.target, dtype=np.float64).reshape(block.X.shape[0], -1)
-        s = np.ones(y.shape[0]) if block.sample_weight is None else block.sample_weight
-        predicted = np.asarray(estimator._block_decision(block.X), dtype=np.float64)
-        residual = residual + s @ (y - predicted) ** 2
-        block_weight = float(s.sum())
+    for block_weight, block_residual, block_mean, block_squares in _per_batch(
+        dataset, _r2_sums, estimator
+    ):
+        residual = residual + block_residual
         if not block_weight > 0:
             continue
-        block_mean = s @ y / block_weight
-        block_squares = s @ (y - block_mean) ** 2
         total = weight + block_weight
         shift = block_mean - mean
         squares = squares + block_squares + shift**2 * (weight * block_weight / total)
