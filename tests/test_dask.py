@@ -114,12 +114,10 @@ def test_every_way_to_run_a_pass_returns_the_same_bits(client, monkeypatch):
     monkeypatch.setattr(_dask, "_EMBED_BYTES", 0)  # θ shipped by a task of its own
     same(on_dask.loss_gradient(theta))
     # One group per chunk (10) added by tasks of two in a tree (5, 3, 2, then the driver).
-    starts = source._first
     chunks = [
-        _dask._Group(group.worker, [spec], group.parts[3 * i : 3 * i + 3], *bounds)  # X, y, w
+        _dask._Group(group.worker, [spec], group.parts[3 * i : 3 * i + 3], [span])  # X, y, w
         for group in source._plan()
-        for i, spec in enumerate(group.specs)
-        for bounds in [(spec[0], starts[starts.index(spec[0]) + 1])]
+        for i, (spec, span) in enumerate(zip(group.specs, group.spans, strict=True))
     ]
     monkeypatch.setattr(source, "_groups", chunks)
     monkeypatch.setattr(_dask, "_FAN_IN", 2)

@@ -453,12 +453,11 @@ class _Group(NamedTuple):
     worker: str  # its address when grouped ("" when unknown)
     specs: list  # (first block, rows per block) per chunk
     parts: list  # the chunks' futures: X, target (and weights) per chunk
-    first: int  # scan position of its first block
-    stop: int  # one past its last block
+    spans: list  # (first block, one past the last) per chunk, in scan positions
 
     def taken(self, every):
-        """Whether a block ``b ≡ 0 mod every`` lies in the group."""
-        return -(-self.stop // every) != -(-self.first // every)
+        """Whether a block ``b ≡ 0 mod every`` lies in one of the group's chunks."""
+        return any(-(-stop // every) != -(-first // every) for first, stop in self.spans)
 
 
 def _starts(chunks):
@@ -561,10 +560,10 @@ class DaskSource(Source):
     def _plan(self):
         """The chunks grouped by the worker (and thread) that holds them, found once.
 
-        Each worker's chunks are split into as many groups of consecutive chunks as it has
-        threads. The groups stay fixed for the life of the source: after a worker dies its
-        chunks are recomputed elsewhere and its groups' tasks follow them there, adding the
-        same chunks in the same order, so every pass returns the same bits.
+        Each worker's chunks, in order, are split into as many groups as it has threads. The
+        groups stay fixed for the life of the source: after a worker dies its chunks are
+        recomputed elsewhere and its groups' tasks follow them there, adding the same chunks
+        in the same order, so every pass returns the same bits.
         """
         if self._groups is None:
             from distributed import futures_of, wait
@@ -574,10 +573,7 @@ class DaskSource(Source):
             keys = _row_keys(*self.chunks)
             wait(list(futures.values()))  # their places are known once they are in memory
             holders = client.who_has([futures[chunk[0]] for chunk in keys])
-            threads = {
-                address: info.get("nthreads", 1)
-                for address, info in client.scheduler_info()["workers"].items()
-            }
+            threads = client.nthreads()
             by_worker = {}
             for c, chunk in enumerate(keys):
                 where = holders.get(chunk[0]) or ("",)
@@ -592,8 +588,7 @@ class DaskSource(Source):
                             worker,
                             [(self._first[c], self._rows[c]) for c in members],
                             [futures[key] for c in members for key in keys[c] if key is not None],
-                            self._first[members[0]],
-                            self._first[members[-1] + 1],
+                            [(self._first[c], self._first[c + 1]) for c in members],
                         )
                     )
         return self._groups
@@ -608,9 +603,11 @@ class DaskSource(Source):
         if self._holders is None:
             self._holders = {}
         try:
+            calls = []
             for group in groups:
-                if group.first not in self._holders:
-                    self._holders[group.first] = client.submit(
+                key = group.spans[0][0]  # the group's first block: one group per key
+                if key not in self._holders:
+                    self._holders[key] = client.submit(
                         _GroupHolder,
                         *group.parts,
                         actor=True,
@@ -618,10 +615,7 @@ class DaskSource(Source):
                         workers=[group.worker] if group.worker else None,
                         allow_other_workers=True,
                     ).result()
-            calls = [
-                self._holders[group.first].reduce(function, every, args, group.specs)
-                for group in groups
-            ]
+                calls.append(self._holders[key].reduce(function, every, args, group.specs))
             return [call.result() for call in calls]
         except OSError:
             self._holders = None
