@@ -103,7 +103,8 @@ def test_every_way_to_run_a_pass_returns_the_same_bits(client, monkeypatch):
     source = on_dask.source
     theta = np.random.default_rng(3).standard_normal(on_dask.n_params)
     by_actors = on_dask.loss_gradient(theta)
-    assert source._holders and len(source._plan()) == 2  # one group per single-thread worker
+    assert len(source._plan()) == 2  # one group per single-thread worker, one actor per group
+    assert len(source._holders) == 2 and source._rebuilds == 0
 
     def same(evaluation):
         assert evaluation.objective == by_actors.objective
