@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -353,7 +354,9 @@ def section(results):
         "Goals (measured in this run):",
         "",
     ]
-    best = min(r["dask"].values(), key=lambda d: d["fit"])
+    # Like for like with Spark's local[2]: the fit on two single-threaded workers.
+    most = max(r["dask"])
+    best = r["dask"][most]
     reached, before = spark_to_gap(spark or [])
     if reached is None:
         lines.append(
@@ -371,7 +374,7 @@ def section(results):
         lines.append(
             f"- **≥ {SPEEDUP_GOAL:g}× faster than Spark MLlib to a 1e-6 gap: {verdict}**: "
             f"{speedup:.1f}× ({reached[1]:.2f} s for Spark's first rung within the gap, "
-            f"maxIter {reached[0]}, against {best['fit']:.2f} s{low})."
+            f"maxIter {reached[0]}, against {best['fit']:.2f} s with {most} Dask workers{low})."
         )
     worst = max(d["tiny"] for d in r["dask"].values())
     over = max(d["pass"] - memory["pass"] for d in r["dask"].values())
@@ -383,7 +386,21 @@ def section(results):
         END,
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(wrapped(line) for line in lines)
+
+
+def wrapped(line, width=100):
+    """A line of prose wrapped at ``width`` (a bullet's continuation indented); tables kept."""
+    if line.startswith(("|", "<!--", "#")) or len(line) <= width:
+        return line
+    indent = "  " if line.startswith("- ") else ""
+    return textwrap.fill(
+        line,
+        width,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
 
 
 def write_section(text):
