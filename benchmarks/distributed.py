@@ -273,14 +273,10 @@ def run_spark(path, X, y, alpha, best, max_iters):
 
 @contextlib.contextmanager
 def cluster(n_workers):
-    from distributed import Client, LocalCluster
+    from distributed import Client
+    from softreg._dask import local_cluster
 
-    with (
-        LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as local,
-        Client(local) as client,
-    ):
+    with local_cluster(n_workers) as local, Client(local) as client:
         yield client
 
 
@@ -349,7 +345,9 @@ def section(results):
         "coefficients (`regParam = alpha`, no elastic net, `standardization=False`: the same "
         "objective). A pass reaches each worker as one call to an actor holding that worker's "
         "chunks (docs/distributed.md); `submit` is one bare task through the scheduler, for "
-        "comparison.",
+        "comparison. The clusters are `softreg._dask.local_cluster`, as `softreg fit "
+        "--dask-workers` starts: workers without Dask's `MALLOC_TRIM_THRESHOLD_` (see "
+        "docs/distributed.md).",
         "",
         "Goals (measured in this run):",
         "",

@@ -13,7 +13,7 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
 from softreg import LinearRegression, SoftmaxRegression, _dask, open_dataset  # noqa: E402
-from softreg._dask import DaskDataLostError, DaskDataset, DaskSource  # noqa: E402
+from softreg._dask import DaskDataLostError, DaskDataset, DaskSource, local_cluster  # noqa: E402
 from softreg._objective import Objective, SoftmaxLoss  # noqa: E402
 from softreg._solvers import minimize  # noqa: E402
 from softreg._sources import ArraySource  # noqa: E402
@@ -25,9 +25,8 @@ RTOL = 1e-12
 @pytest.fixture(scope="module")
 def client():
     """One cluster for the module: two worker processes of one thread each."""
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    )
+    os.environ["MALLOC_TRIM_THRESHOLD_"] = "65536"  # as an earlier LocalCluster leaves it
+    cluster = local_cluster(2)
     try:
         with distributed.Client(cluster) as client:
             yield client
@@ -95,6 +94,15 @@ def test_reduce_strides_over_blocks_as_an_in_memory_source_does(client):
     assert (rows, indices) == (expected[0], expected[2]) == (400, 0 + 1 + 2 + 3)
     assert_allclose(column_sums, expected[1], rtol=RTOL)
     assert_array_equal(np.vstack([b.X for b in source.blocks()]), X)
+
+
+def test_local_cluster_workers_keep_glibcs_adaptive_malloc(client):
+    # Dask's default MALLOC_TRIM_THRESHOLD_ made a pass's work on a worker twice as slow.
+    assert client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_") == dict.fromkeys(client.nthreads())
+    assert client.run(os.environ.get, "OPENBLAS_NUM_THREADS") == dict.fromkeys(
+        client.nthreads(), "1"
+    )  # Dask's other settings are kept
+    assert client.nthreads() and set(client.nthreads().values()) == {1}
 
 
 def test_every_way_to_run_a_pass_returns_the_same_bits(client, monkeypatch):

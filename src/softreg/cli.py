@@ -356,11 +356,9 @@ def _dask_client(scheduler, workers):
     distributed = import_optional("distributed", "dask", "--dask-scheduler and --dask-workers")
     with contextlib.ExitStack() as stack:
         if scheduler is None:
-            scheduler = stack.enter_context(
-                distributed.LocalCluster(
-                    n_workers=workers, threads_per_worker=1, dashboard_address=None
-                )
-            )
+            from softreg._dask import local_cluster
+
+            scheduler = stack.enter_context(local_cluster(workers))
         try:
             client = stack.enter_context(distributed.Client(scheduler, timeout="10s"))
         except OSError as exc:  # unreachable address, timeout
