@@ -345,9 +345,8 @@ def section(results):
         "coefficients (`regParam = alpha`, no elastic net, `standardization=False`: the same "
         "objective). A pass reaches each worker as one call to an actor holding that worker's "
         "chunks (docs/distributed.md); `submit` is one bare task through the scheduler, for "
-        "comparison. The clusters are `softreg._dask.local_cluster`, as `softreg fit "
-        "--dask-workers` starts: workers without Dask's `MALLOC_TRIM_THRESHOLD_` (see "
-        "docs/distributed.md).",
+        "comparison. The clusters are started as `softreg fit --dask-workers` starts them: "
+        "workers without Dask's `MALLOC_TRIM_THRESHOLD_` (see docs/distributed.md).",
         "",
         "Goals (measured in this run):",
         "",
