@@ -77,18 +77,25 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Case:
-    """One race: a data set and a regularisation strength ``alpha``."""
+    """One race: a data set, a regularisation strength ``alpha`` and whether ``b`` is fitted.
+
+    ``fit_intercept=False`` is the objective without intercepts, ``b = 0``: the one mlpack's
+    softmax regression shares with the others (its ``lambda_`` penalises the intercept too).
+    """
 
     dataset: str
     alpha: float
+    fit_intercept: bool = True
 
     @property
     def name(self) -> str:
-        return f"{self.dataset}/alpha={self.alpha:g}"
+        suffix = "" if self.fit_intercept else "/no-intercept"
+        return f"{self.dataset}/alpha={self.alpha:g}{suffix}"
 
     @property
     def slug(self) -> str:
-        return f"{self.dataset}_alpha{self.alpha:g}".replace(".", "p")
+        suffix = "" if self.fit_intercept else "_no-intercept"
+        return f"{self.dataset}_alpha{self.alpha:g}{suffix}".replace(".", "p")
 
 
 # --- locating optional data -------------------------------------------------------------

@@ -20,7 +20,9 @@ One run, one machine, median of ``--repeats`` timings per row. The levers:
 - one threadpoolctl scan: a small fit with the scan of loaded libraries done once per process,
   and done at every fit (as before);
 - serving fast path: ``predict_proba`` on one row of 784 features, with and without
-  scikit-learn's input validation.
+  scikit-learn's input validation;
+- Rᵀ X as (Xᵀ R)ᵀ: one Hessian-vector product with the dense ``Rᵀ X`` computed as the
+  transpose of ``Xᵀ R`` (OpenBLAS's better-shaped call) and as ``R.T @ X``.
 
 ``--levers NAME ...`` runs only the named levers.
 
@@ -339,6 +341,24 @@ def lever_serving(dataset, repeats):
     return {"on": on, "off": off, "what": "predict_proba, one row, fast path vs validated"}
 
 
+def lever_rows_t_x(dataset, repeats):
+    from softreg import _objective
+
+    objective, theta = objective_for(dataset, 1e-2)
+    product = objective.hessp(theta)
+    v = np.random.default_rng(1).normal(size=objective.n_params)
+    many = max(20, repeats * 20)  # a product takes well under a millisecond on small data
+    on = median_time(lambda: product(v), many)
+    with patched(_objective, "_rows_t_x", _rows_t_x_untransposed):
+        off = median_time(lambda: product(v), many)
+    return {"on": on, "off": off, "what": "one Hessian-vector product, (Xᵀ R)ᵀ vs R.T @ X"}
+
+
+def _rows_t_x_untransposed(R, X):
+    """The dense ``Rᵀ X`` as it was computed before: ``R.T @ X``."""
+    return R.T @ X
+
+
 PLAN = (
     ("BLAS threads", "digits", lever_threads),
     ("BLAS threads", "letter", lever_threads),
@@ -375,6 +395,11 @@ PLAN = (
     ("certificate-tied forcing", "letter", lever_forcing),
     ("one threadpoolctl scan", "digits", lever_thread_scan),
     ("serving fast path", "synthetic-100000x784x10-float64", lever_serving),
+    ("Rᵀ X as (Xᵀ R)ᵀ", "digits", lever_rows_t_x),
+    ("Rᵀ X as (Xᵀ R)ᵀ", "digits-standardised", lever_rows_t_x),
+    ("Rᵀ X as (Xᵀ R)ᵀ", "letter", lever_rows_t_x),
+    ("Rᵀ X as (Xᵀ R)ᵀ", "synthetic-100000x784x10-float64", lever_rows_t_x),
+    ("Rᵀ X as (Xᵀ R)ᵀ", "synthetic-20000x500x100-float64", lever_rows_t_x),
 )
 
 

@@ -115,15 +115,18 @@ def holdout_metrics(X, y, coef, intercept) -> dict:
 class _Problem:
     """``R``, its gradient and Hessian-vector products in float64 on the whole data set.
 
-    Parameters are ``theta = [W | b]`` of shape ``(n_classes, n_features + 1)``.
+    Parameters are ``theta = [W | b]`` of shape ``(n_classes, n_features + 1)``. Without an
+    intercept (``fit_intercept=False``) the column ``b`` gets a zero gradient and a zero
+    Hessian row, so from ``b = 0`` neither L-BFGS nor CG ever moves it.
     """
 
-    def __init__(self, X, y, n_classes, alpha):
+    def __init__(self, X, y, n_classes, alpha, fit_intercept=True):
         self.X = _as_float64(X)
         self.y = y
         self.n_samples, self.n_features = X.shape
         self.n_classes = n_classes
         self.alpha = alpha
+        self.fit_intercept = fit_intercept
         self.proba = None
 
     def value_and_gradient(self, theta):
@@ -144,7 +147,7 @@ class _Problem:
         residual[rows, self.y] -= 1.0
         gradient = np.empty_like(theta)
         gradient[:, :-1] = np.asarray(self.X.T @ residual).T / self.n_samples + self.alpha * coef
-        gradient[:, -1] = residual.mean(axis=0)
+        gradient[:, -1] = residual.mean(axis=0) if self.fit_intercept else 0.0
         return value, gradient
 
     def hessian_product(self, direction):
@@ -157,7 +160,7 @@ class _Problem:
         product[:, :-1] = (
             np.asarray(self.X.T @ q).T / self.n_samples + self.alpha * direction[:, :-1]
         )
-        product[:, -1] = q.mean(axis=0)
+        product[:, -1] = q.mean(axis=0) if self.fit_intercept else 0.0
         return product
 
 
@@ -218,7 +221,7 @@ def newton_polish(problem: _Problem, theta, stop, max_iter=60, time_limit=600.0)
 # --- the reference optimum --------------------------------------------------------------
 
 
-def certified_gap(X, y, n_classes, alpha, theta) -> float:
+def certified_gap(X, y, n_classes, alpha, theta, fit_intercept=True) -> float:
     """softreg's certified bound on ``(R(θ) - R*) / R(θ)`` (inf without softreg)."""
     try:
         from softreg._objective import Objective, SoftmaxLoss, in_memory
@@ -228,9 +231,10 @@ def certified_gap(X, y, n_classes, alpha, theta) -> float:
         SoftmaxLoss(n_classes),
         in_memory(X, y),
         alpha=alpha,
-        fit_intercept=True,
+        fit_intercept=fit_intercept,
     )
-    evaluation = objective.loss_gradient(objective.pack(theta[:, :-1], theta[:, -1]))
+    intercept = theta[:, -1] if fit_intercept else None
+    evaluation = objective.loss_gradient(objective.pack(theta[:, :-1], intercept))
     return evaluation.gap_bound / abs(evaluation.objective)
 
 
@@ -284,19 +288,20 @@ def reference_optimum(case: Case, data: Dataset, time_budget: float = 60.0, log=
     start = time.perf_counter()
     X = data.X_train.astype(np.float64) if not sp.issparse(data.X_train) else data.X_train
     y = data.y_train
-    problem = _Problem(X, y, data.n_classes, case.alpha)
+    problem = _Problem(X, y, data.n_classes, case.alpha, case.fit_intercept)
     theta, n_iter = _lbfgs(problem, time_budget)
+    fit_b = case.fit_intercept
     lbfgs_value = objective_value(X, y, theta[:, :-1], theta[:, -1], case.alpha)
     polish_start = time.perf_counter()
     theta, value, gradient_norm = newton_polish(
         problem,
         theta,
         time_limit=2 * time_budget,
-        stop=lambda t: certified_gap(X, y, data.n_classes, case.alpha, t) <= 1e-13,
+        stop=lambda t: certified_gap(X, y, data.n_classes, case.alpha, t, fit_b) <= 1e-13,
     )
     polish_seconds = time.perf_counter() - polish_start
     value = objective_value(X, y, theta[:, :-1], theta[:, -1], case.alpha)
-    bound = certified_gap(X, y, data.n_classes, case.alpha, theta)
+    bound = certified_gap(X, y, data.n_classes, case.alpha, theta, fit_b)
     # Where the certificate is loose, the gradient gives a sharper (uncertified) estimate.
     estimate = min(bound, gradient_norm**2 / (2 * case.alpha * abs(value)))
     method = (

@@ -423,6 +423,25 @@ def portable_source(source: str) -> str:
     return re.sub(r"(?<![\w.])/(?:[^\s/()]+/)*([^\s/()]+)", r"\1", source)
 
 
+def _ladder_rows(entries: dict, results: dict):
+    """``(entry, cells)`` per ladder entry, ``cells`` being the tool, the threads, the time to
+    each target and the best gap, or the error (certified entries are left out)."""
+    for key, entry in entries.items():
+        tool, threads = key.rsplit("@", 1)
+        if tool.endswith("certified"):
+            continue
+        if not entry.get("ok"):
+            cells = [tool, threads, "error: " + entry.get("error", "")[:80], "", "", ""]
+        else:
+            cells = [
+                tool,
+                threads,
+                *(format_time(time_to(entry, t)) for t in results["targets"]),
+                f"{entry['rungs'][-1]['gap']:.1e}",
+            ]
+        yield entry, cells
+
+
 def _case_section(name: str, record: dict, results: dict) -> list[str]:
     reference = record["reference"]
     lines = [f"### {name}", ""]
@@ -442,20 +461,14 @@ def _case_section(name: str, record: dict, results: dict) -> list[str]:
     )
     lines.append("")
     rows = []
-    for key, entry in record["entries"].items():
-        tool, threads = key.rsplit("@", 1)
-        if tool.endswith("certified"):
-            continue
+    for entry, cells in _ladder_rows(record["entries"], results):
         if not entry.get("ok"):
-            rows.append([tool, threads, "error: " + entry.get("error", "")[:80], "", "", ""])
+            rows.append(cells)
             continue
         holdout = entry["holdout"]
         rows.append(
             [
-                tool,
-                threads,
-                *(format_time(time_to(entry, t)) for t in results["targets"]),
-                f"{entry['rungs'][-1]['gap']:.1e}",
+                *cells,
                 f"{entry['peak_extra_mb']:.0f}",
                 f"{entry['predict_proba_rows_per_second'] / 1e6:.2f}",
                 # Results written before the one-row timing existed have none.
@@ -496,7 +509,39 @@ def _case_section(name: str, record: dict, results: dict) -> list[str]:
     softreg = record["entries"].get(f"softreg@{_all_threads(results)}")
     if softreg and softreg.get("ok"):
         lines.append(f"\nsoftreg memory: {_memory_verdict(softreg, data)}.")
+    if "no_intercept" in record:
+        lines += _no_intercept_lines(record["no_intercept"], results)
     lines.append("")
+    return lines
+
+
+def _no_intercept_lines(sub: dict, results: dict) -> list[str]:
+    """The race against mlpack on the objective without intercepts (see benchmarks.tools)."""
+    lines = [
+        "",
+        "Without intercepts (b = 0), the objective mlpack's softmax regression shares with the "
+        "others (its `lambda_` also penalises the intercept): softreg `fit_intercept=False` "
+        "against mlpack `no_intercept=True`, `lambda_ = alpha`.",
+    ]
+    reference = sub["reference"]
+    if not reference.get("ok"):
+        return [*lines, f"Reference failed: {reference.get('error')}"]
+    lines.append(
+        f"Reference R* = {reference['objective']:.15g}, relative gap certified ≤ "
+        f"{reference.get('certified_gap', float('nan')):.1e}."
+    )
+    lines.append("")
+    rows = [
+        cells + ([f"{len(entry['rungs'])}: {entry['stop']}"] if entry.get("ok") else [])
+        for entry, cells in _ladder_rows(sub["entries"], results)
+    ]
+    lines += _table(
+        ["tool", "threads", "to 1e-3", "to 1e-6", "to 1e-9", "best gap", "fits: stop"], rows
+    )
+    threads = _all_threads(results)
+    softreg, mlpack = (sub["entries"].get(f"{name}@{threads}") for name in ("softreg", "mlpack"))
+    ratio = speedup(time_to(mlpack, 1e-6), time_to(softreg, 1e-6))
+    lines.append(f"\nSpeed-up of softreg over mlpack to 1e-6: {format_speedup(ratio)}.")
     return lines
 
 

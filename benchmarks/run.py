@@ -11,6 +11,7 @@ report under ``benchmarks/results/``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from benchmarks import datasets, report
 from benchmarks.datasets import REPO_ROOT, RESULTS_DIR, Case
-from benchmarks.tools import TOOLS
+from benchmarks.tools import NO_INTERCEPT_TOOLS, TOOLS
 
 TARGETS = (1e-3, 1e-6, 1e-9)
 # Variables that pin OpenBLAS to an older kernel on some processors here: unset for every
@@ -181,6 +182,7 @@ class Harness:
                 "kind": "reference",
                 "dataset": case.dataset,
                 "alpha": case.alpha,
+                "fit_intercept": case.fit_intercept,
                 "threads": config.all_threads,
                 "time_budget": config.reference_seconds,
             },
@@ -225,7 +227,11 @@ class Harness:
                 wanted = ("softreg", self.best_threaded_sklearn(record))
                 names = [name for name in wanted if name in config.single_thread_tools]
             for name in names:
-                reason = TOOLS[name].unsupported_reason(data["n_features"], data["n_classes"])
+                if not TOOLS[name].intercept:  # raced without intercepts only: no_intercept
+                    continue
+                reason = TOOLS[name].unsupported_reason(
+                    data["n_features"], data["n_classes"], data["sparse"]
+                )
                 if reason:
                     record["skipped_tools"][name] = reason
                     continue
@@ -236,6 +242,36 @@ class Harness:
             full = config.mode.startswith("full")
             if reached and threads == config.all_threads and full:
                 self._certified(record, case, threads)
+        if "mlpack" in config.tools:
+            self.no_intercept(record, case)
+
+    def no_intercept(self, record: dict, case: Case) -> None:
+        """mlpack against softreg on the objective without intercepts (``b = 0``).
+
+        mlpack's ``lambda_`` penalises the intercept too, so the only objective it shares with
+        the others is the one without; it has its own reference optimum, and its results go
+        to ``record["no_intercept"]`` (a section of the case in BENCHMARKS.md), apart from the
+        goals, which are stated with intercepts.
+        """
+        data = record["reference"]["data"]
+        reason = TOOLS["mlpack"].unsupported_reason(
+            data["n_features"], data["n_classes"], data["sparse"]
+        )
+        if reason is None and importlib.util.find_spec("mlpack") is None:
+            reason = "mlpack is not installed (`pip install mlpack==4.8.0`, in the bench extra)"
+        if reason:
+            record["skipped_tools"]["mlpack"] = reason
+            self.log(f"  mlpack skipped: {reason}")
+            return
+        variant = Case(case.dataset, case.alpha, fit_intercept=False)
+        reference = self.reference(variant)
+        sub = {"reference": reference, "entries": {}}
+        record["no_intercept"] = sub
+        if not reference.get("ok"):
+            self.log(f"  reference failed: {reference.get('error')}")
+            return
+        for name in NO_INTERCEPT_TOOLS:
+            self._ladder(sub, variant, name, self.config.all_threads)
 
     def best_threaded_sklearn(self, record: dict) -> str:
         """The fastest to 1e-6 among scikit-learn's BLAS solvers at all cores, else the one
@@ -273,6 +309,7 @@ class Harness:
             "kind": "ladder",
             "dataset": case.dataset,
             "alpha": case.alpha,
+            "fit_intercept": case.fit_intercept,
             "tool": name,
             "threads": threads,
             "reference_objective": record["reference"]["objective"],

@@ -11,7 +11,17 @@ Matched regularisation, with ``n`` training rows and unit weights:
 - cyanure (Mairal's C++ toolbox): ``Classifier(loss="multiclass-logistic", penalty="l2",
   lambda_1=alpha)``, which minimises ``R`` itself (intercept not penalised: on standardised
   digits at alpha 1e-4 it reaches softreg's optimum to a relative gap of 2.7e-12), with its
-  duality-gap stopping test switched off (``tol=0``) like every other tool's.
+  duality-gap stopping test switched off (``tol=0``) like every other tool's;
+- mlpack (C++, L-BFGS): ``softmax_regression(lambda_=alpha, no_intercept=True)``. Its
+  ``lambda_`` penalises the whole parameter matrix, the intercept column included (checked on
+  digits: at its optimum ``∇_b`` of the mean cross-entropy is ``-lambda_ · b``, not 0), so with
+  an intercept it minimises another problem; without one it minimises ``R`` with ``b = 0``
+  exactly. It therefore races on that objective only, against softreg with
+  ``fit_intercept=False`` (``benchmarks.run``'s cases ``…/no-intercept``). Its L-BFGS keeps its
+  own stopping tests (the Python binding exposes no other), and mlpack 4.8 runs it to them
+  whatever ``max_iterations`` says (on digits, α = 1e-2: the same R to 1e-10 at every
+  ``max_iterations`` from 0 to 1000), so each of its fits is a full one and its time to each
+  target is that of a full fit: an upper bound.
 
 Each adapter is timed end to end (input checks, conversions, the solver) by the worker, which
 runs it with ``max_iter`` set by the ladder and every tolerance at its minimum, so that only
@@ -51,11 +61,14 @@ class Fitted:
 class Tool:
     name: str
     family: str  # "softreg", "sklearn" or "torch"
-    fit: Callable  # (X, y, n_classes, alpha, max_iter) -> Fitted
+    fit: Callable  # (X, y, n_classes, alpha, max_iter, **options) -> Fitted
     uses_threads: bool = True
+    intercept: bool = True  # False: races only on the objective without intercepts
 
-    def unsupported_reason(self, n_features: int, n_classes: int) -> str | None:
+    def unsupported_reason(self, n_features: int, n_classes: int, sparse=False) -> str | None:
         """Why this tool cannot run on a data set of this shape (None when it can)."""
+        if self.name == "mlpack" and sparse:
+            return "mlpack's softmax_regression binding takes dense matrices only"
         if self.name == "sklearn-newton-cholesky":
             n_params = (n_features + 1) * n_classes
             if n_params > NEWTON_CHOLESKY_MAX_PARAMS:
@@ -67,12 +80,14 @@ class Tool:
         return None
 
 
-def _fit_softreg(X, y, n_classes, alpha, max_iter, tol=1e-300):
+def _fit_softreg(X, y, n_classes, alpha, max_iter, tol=1e-300, fit_intercept=True):
     from softreg import SoftmaxRegression
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = SoftmaxRegression(alpha=alpha, tol=tol, max_iter=max_iter).fit(X, y)
+        model = SoftmaxRegression(
+            alpha=alpha, tol=tol, max_iter=max_iter, fit_intercept=fit_intercept
+        ).fit(X, y)
     return Fitted(model.coef_, model.intercept_, int(model.n_iter_), model.predict_proba)
 
 
@@ -186,6 +201,48 @@ def _fit_cyanure(X, y, n_classes, alpha, max_iter):
     return Fitted(coef, np.asarray(model.intercept_).ravel(), n_iter, model.predict_proba)
 
 
+def mlpack_parameters(model) -> np.ndarray:
+    """The parameter matrix of a fitted mlpack ``SoftmaxRegressionType``, (K, D [+ 1]).
+
+    Its pickled state is mlpack's binary archive: a 4-byte class version, the matrix's rows
+    and columns (8 bytes each) and 8 more, then the entries in column-major order, then the
+    number of classes, ``lambda_`` and the intercept flag. With an intercept, column 0 holds it.
+    """
+    state = model.__getstate__()
+    rows, cols = (int(v) for v in np.frombuffer(state, np.uint64, count=2, offset=4))
+    values = np.frombuffer(state, np.float64, count=rows * cols, offset=28)
+    return values.reshape((rows, cols), order="F").copy()
+
+
+def _fit_mlpack(X, y, n_classes, alpha, max_iter, fit_intercept=True):
+    import mlpack
+
+    if fit_intercept:
+        raise ValueError(
+            "mlpack's lambda_ penalises the intercept: it races only on the objective without "
+            "intercepts (fit_intercept=False)"
+        )
+    output = mlpack.softmax_regression(
+        training=np.asarray(X, dtype=np.float64),
+        labels=np.asarray(y, dtype=np.int64),
+        number_of_classes=n_classes,
+        lambda_=alpha,
+        max_iterations=max_iter,
+        no_intercept=True,
+    )
+    model = output["output_model"]
+    coef = mlpack_parameters(model)
+    if coef.shape != (n_classes, X.shape[1]):
+        raise ValueError(f"mlpack's parameters have shape {coef.shape}, expected (K, D)")
+
+    def predict_proba(X_new):
+        test = np.asarray(X_new, dtype=np.float64)
+        return mlpack.softmax_regression(input_model=model, test=test)["probabilities"]
+
+    # The binding does not report the iterations made: max_iter is an upper bound.
+    return Fitted(coef, np.zeros(n_classes), max_iter, predict_proba)
+
+
 # The order in which a case runs them: softreg first, then the usual peers, so that the
 # budget of the slower solvers can be set from the fastest time seen (see benchmarks.run).
 TOOLS = {
@@ -200,4 +257,8 @@ TOOLS = {
     "sklearn-sag": Tool("sklearn-sag", "sklearn", _sklearn_fitter("sag"), uses_threads=False),
     "sklearn-saga": Tool("sklearn-saga", "sklearn", _sklearn_fitter("saga"), uses_threads=False),
     "cyanure": Tool("cyanure", "cyanure", _fit_cyanure),
+    # Raced on the objective without intercepts only (see the module's docstring).
+    "mlpack": Tool("mlpack", "mlpack", _fit_mlpack, intercept=False),
 }
+# The tools that race on the objective without intercepts (``Case(fit_intercept=False)``).
+NO_INTERCEPT_TOOLS = ("softreg", "mlpack")

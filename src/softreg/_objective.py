@@ -86,14 +86,13 @@ def _matmul_t(X, M):
 def _rows_t_x(R, X):
     """``Rᵀ X`` for dense ``R`` (n, K) and dense or sparse ``X`` (n, D) -> dense (K, D).
 
-    (Measured, not kept: OpenBLAS runs the dense product as ``(Xᵀ R)ᵀ`` 1.25-1.8× faster at
-    K = 10 (1 thread: 1347 × 64 × 10 54 against 67 µs, 256 × 784 × 10 130 against 231 µs),
-    but its different rounding moved a gradient-descent fit in tests/test_datapath.py to a
-    certified point 1.7e-8 from the other path's, past that test's 1e-8.)
+    Computed as ``(Xᵀ R)ᵀ`` (a Fortran-ordered result): scipy's sparse product wants that
+    form, and OpenBLAS runs the dense one faster with ``R`` untransposed when K is small
+    (1 thread, 1347 × 64 × 10: 54 against 67 µs; 256 × 784 × 10: 130 against 231 µs; equal
+    within 2 % at K = 26, 100, 1000; ``benchmarks.levers`` measures it). Block sums stay in
+    that layout and are put in θ's layout once per pass.
     """
-    if sp.issparse(X):
-        return np.asarray((X.T @ R).T)
-    return R.T @ X
+    return np.asarray((X.T @ R).T)
 
 
 def _weighted_sum(values, weight):
