@@ -8,6 +8,7 @@ import scipy
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
 import softreg._solvers as solvers
+import softreg._threads as threads_module
 from softreg._objective import Objective, SoftmaxLoss, in_memory
 from softreg._threads import SINGLE_THREAD_BELOW, blas_threads, scipy_blas_single_thread
 
@@ -69,12 +70,32 @@ def test_lbfgs_runs_scipy_with_one_thread(monkeypatch):
     [((1000, 100, 10), True), ((10**5, 100, 10), False)],
     ids=["small", "large"],
 )
-def test_blas_threads_single_below_the_threshold(shape, limited):
+def test_blas_threads_single_below_the_threshold(shape, limited, monkeypatch):
+    monkeypatch.setattr(threads_module, "_cores_taken", lambda: False)  # a quiet machine
     assert (shape[0] * shape[1] * shape[2] < SINGLE_THREAD_BELOW) == limited
     with threadpool_limits(limits=2, user_api="blas"), blas_threads(*shape):
         controllers = ThreadpoolController().lib_controllers
         threads = {lib.num_threads for lib in controllers if lib.user_api == "blas"}
     assert threads == ({1} if limited else {2})
+
+
+@pytest.mark.parametrize(("load", "limited"), [(0.5, False), (2.9, False), (3.0, True)])
+def test_blas_threads_single_while_other_work_takes_the_cores(load, limited, monkeypatch):
+    """Above the threshold, two threads only while the load average leaves a core free."""
+    monkeypatch.setattr(threads_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads_module.os, "getloadavg", lambda: (load, 0.0, 0.0))
+    with threadpool_limits(limits=2, user_api="blas"), blas_threads(10**5, 100, 10):
+        controllers = ThreadpoolController().lib_controllers
+        threads = {lib.num_threads for lib in controllers if lib.user_api == "blas"}
+    assert threads == ({1} if limited else {2})
+
+
+def test_no_load_average_counts_as_a_quiet_machine(monkeypatch):
+    def unavailable():
+        raise OSError("no load average")
+
+    monkeypatch.setattr(threads_module.os, "getloadavg", unavailable)
+    assert threads_module._cores_taken() is False
 
 
 def test_loaded_libraries_are_scanned_once_per_process(monkeypatch):

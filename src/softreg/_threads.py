@@ -5,6 +5,15 @@ Small matrix products lose badly to thread start-up and synchronisation: on a 2-
 the other core was busy. Work per pass below the threshold runs single-threaded; larger
 problems keep the library's default. `make bench` measures both sides of the threshold.
 
+Above it, a second thread gains at most 2× on 2 cores, but loses far more when it has to wait
+for a core another process holds: OpenBLAS's threads meet at a barrier in every call, and the
+blocks' calls are short. Measured at load average 9-10 on 2 cores, passes of 20-94 M
+multiply-adds (32000 × 64 × 10 to 12000 × 784 × 10) took 3-108× longer, and Hessian-vector
+products 4-28× longer, on two threads than on one. So the library's default is kept only while
+the machine has a core to spare (:func:`_cores_taken`); the threshold itself was measured on a
+quiet machine (letter, 6 M, 2.35× faster on one thread; 100000 × 784 × 10, 784 M, 1.4× faster
+on two).
+
 threadpoolctl finds the thread pools by scanning every loaded shared library, 2–25 ms per
 scan (more on a busy machine), so the scan is done once per process (:func:`_controller`):
 the BLAS libraries that matter (NumPy's and scipy's) are loaded with softreg itself.
@@ -14,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from pathlib import Path
 
 from threadpoolctl import ThreadpoolController
@@ -42,9 +52,21 @@ def _scipy_blas():
     ]
 
 
+def _cores_taken() -> bool:
+    """Whether other work already holds the cores: the 1-minute load average, which counts
+    this process's own threads too, at least one more than the cores (False where the system
+    reports no load average)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this platform
+        return False
+    return load >= (os.cpu_count() or 1) + 1
+
+
 def blas_threads(n_samples: int, n_features: int, n_outputs: int):
-    """Context manager limiting BLAS to one thread for small problems, a no-op otherwise."""
-    if n_samples * n_features * n_outputs < SINGLE_THREAD_BELOW:
+    """Context manager limiting BLAS to one thread for small problems, or while the cores are
+    taken by other work; a no-op otherwise."""
+    if n_samples * n_features * n_outputs < SINGLE_THREAD_BELOW or _cores_taken():
         return _controller().limit(limits=1, user_api="blas")
     return contextlib.nullcontext()
 
