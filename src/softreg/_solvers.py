@@ -337,13 +337,19 @@ def _conjugate_gradient(hessp, gradient, forcing, max_cg, precondition=None):
 def _forcing(evaluation, monitor):
     """The relative CG residual a Newton step solves to.
 
-    Eisenstat & Walker's ``min(0.5, sqrt(‖g‖))`` tightens as ``‖g‖`` falls, for superlinear
-    convergence; but a step need only bring the certificate to the stopping target. A step
-    solved to relative residual η leaves a gradient about η times the current one, and the
-    bound scales with ‖g‖², so η = sqrt(target / bound) suffices (halved for the model's
-    error): the last CG solves are not tightened past what the certificate asks.
+    ``min(0.5, ‖g‖^(1/4))`` tightens as ``‖g‖`` falls, which keeps the convergence
+    superlinear (of order 1.25; Eisenstat & Walker, 1996, allow any forcing that tends to
+    zero), but more slowly than their usual ``sqrt(‖g‖)``: on ill-conditioned data the
+    tight late solves cost more products than the extra Newton step they save. Measured,
+    Hessian-vector products until R is within 1e-6 of R* (sqrt against ^(1/4)):
+    standardised digits α = 1e-4 243 against 131, digits α = 1e-4 108 against 56, letter
+    α = 1e-4 61 against 45; 9-11 and 20 either way at α = 1e-2. And a step need only bring
+    the certificate to the stopping target: a step solved to relative residual η leaves a
+    gradient about η times the current one, and the bound scales with ‖g‖², so
+    η = sqrt(target / bound) suffices (halved for the model's error): the last CG solves are
+    not tightened past what the certificate asks.
     """
-    forcing = min(0.5, math.sqrt(evaluation.gradient_norm))
+    forcing = min(0.5, evaluation.gradient_norm**0.25)
     if monitor.strongly_convex and 0 < evaluation.gap_bound < math.inf:
         target = monitor.tol * abs(evaluation.objective)
         forcing = max(forcing, 0.5 * math.sqrt(target / evaluation.gap_bound))
@@ -354,7 +360,7 @@ def newton_cg(objective, theta, monitor, *, max_iter, precondition=True):
     """Truncated Newton with exact Hessian-vector products and an Armijo line search.
 
     The forcing term (:func:`_forcing`) makes the inner CG loose far from the optimum and
-    tight near it, giving superlinear convergence (Eisenstat & Walker, 1996), but no tighter
+    tighter near it, giving superlinear convergence (Eisenstat & Walker, 1996), but no tighter
     than the certificate needs. Where the features are ill-conditioned, CG is preconditioned
     by the Kronecker factorisation of the Hessian (:mod:`softreg._preconditioner`). On data
     with far more rows than parameters the Hessian is that of a strided subset of the rows
