@@ -64,6 +64,7 @@ class Tool:
     fit: Callable  # (X, y, n_classes, alpha, max_iter, **options) -> Fitted
     uses_threads: bool = True
     intercept: bool = True  # False: races only on the objective without intercepts
+    full_fits: bool = False  # True: ignores max_iter, every fit runs to the tool's own stop
 
     def unsupported_reason(self, n_features: int, n_classes: int, sparse=False) -> str | None:
         """Why this tool cannot run on a data set of this shape (None when it can)."""
@@ -258,7 +259,7 @@ TOOLS = {
     "sklearn-saga": Tool("sklearn-saga", "sklearn", _sklearn_fitter("saga"), uses_threads=False),
     "cyanure": Tool("cyanure", "cyanure", _fit_cyanure),
     # Raced on the objective without intercepts only (see the module's docstring).
-    "mlpack": Tool("mlpack", "mlpack", _fit_mlpack, intercept=False),
+    "mlpack": Tool("mlpack", "mlpack", _fit_mlpack, intercept=False, full_fits=True),
 }
 # The tools that race on the objective without intercepts (``Case(fit_intercept=False)``).
 NO_INTERCEPT_TOOLS = ("softreg", "mlpack")
