@@ -335,9 +335,9 @@ def test_float32_agrees_with_float64_to_float32_precision(digits, solver):
     # float32 rounding of the bound itself); measured 9e-8 (newton-cg) to 6e-7 (lbfgs).
     eps = float(np.finfo(np.float32).eps)
     objective = objective_value(X, y, single.coef_, single.intercept_, 1e-2)
+    # (Newton-CG's last step often lands far below the 1e-5 it certified, 9e-8 to 1.3e-7
+    # measured, but only the certified 1e-5 is a property of the solver.)
     assert 0 <= objective - double.objective_ <= (1e-5 + 10 * eps) * double.objective_
-    if solver == "newton-cg":
-        assert objective - double.objective_ <= eps * double.objective_
     # A gap of δ·R pins the coefficients only to ~sqrt(2 δ R / alpha) ≈ 0.03 here, so the
     # probabilities are held to what was measured, not to what the bound implies: 3e-4 to
     # 1.01e-3 (gd, whose stopping point moves with the last bit of the block sums).
@@ -451,7 +451,11 @@ def test_two_classes_equal_logistic_regression_with_half_penalty():
         ).fit(X, y)
     w = model.coef_[1] - model.coef_[0]
     b = model.intercept_[1] - model.intercept_[0]
-    assert_allclose(w, logistic.coef_[0], rtol=0, atol=1e-9)
+    # R is alpha-strongly convex in W, so R(W) - R* <= gap gives ‖W - W*‖_F <= sqrt(2 gap /
+    # alpha), and w = W[1] - W[0] is within sqrt(2) times that (measured bound 1.8e-7, error
+    # 6e-9; scikit-learn's newton-cholesky at tol 1e-12 adds ~1e-12).
+    w_atol = np.sqrt(2) * np.sqrt(2 * model.optimality_gap_bound_ / alpha) + 1e-12
+    assert_allclose(w, logistic.coef_[0], rtol=0, atol=w_atol)
     assert_allclose(b, logistic.intercept_[0], rtol=0, atol=1e-9)
     decision = model.decision_function(X)
     assert decision.shape == (120,)

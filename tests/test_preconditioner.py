@@ -129,11 +129,14 @@ def test_forcing_is_no_tighter_than_the_certificate_needs():
     def evaluation(gradient_norm, gap_bound, objective=1.0):
         return Evaluation(objective, np.zeros(1), gradient_norm, gap_bound)
 
-    # Far from the target the Eisenstat–Walker term rules: min(0.5, sqrt(‖g‖)).
+    # Far from the target the superlinear term rules: min(0.5, ‖g‖^power), power 1/2 …
     assert _forcing(evaluation(1e-2, 1.0), monitor) == pytest.approx(0.1)
+    # … or 1/4 (Newton-CG's where every product reads every row).
+    assert _forcing(evaluation(1e-4, 1.0), monitor, power=0.25) == pytest.approx(0.1)
     # A bound 100 times the target needs the gradient cut 10-fold: η = 0.5 · sqrt(1/100).
     assert _forcing(evaluation(1e-8, 1e-4), monitor) == pytest.approx(0.05)
-    # Never looser than 0.5; without a certificate (alpha = 0) Eisenstat–Walker alone.
+    # Never looser than 0.5; without a certificate (alpha = 0) the superlinear term alone.
     assert _forcing(evaluation(1e-8, 1e-7), monitor) == 0.5
     flat = Monitor(tol=1e-6, strongly_convex=False)
     assert _forcing(evaluation(1e-8, math.inf), flat) == pytest.approx(1e-4)
+    assert _forcing(evaluation(1e-8, math.inf), flat, power=0.25) == pytest.approx(1e-2)
