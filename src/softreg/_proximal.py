@@ -29,6 +29,8 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
+from ._explicit_hessian import group_curvatures, model_hessian
+from ._explicit_hessian import sweep as explicit_sweep
 from ._fused import _jit
 from ._objective import Evaluation
 from ._penalties import duality_gap, mean_target_entropy
@@ -55,6 +57,11 @@ _FORCING = 0.1
 _DAMPING_START = 1e-4
 _DAMPING_RETRY = 1e-2
 _MAX_RETRIES = 3
+# The explicit model Hessian (see _explicit_pays): at most this many coordinates (8 MiB),
+# and only when building it costs less than this many sweeps over the columns (in the units
+# of _explicit_pays; BLAS does those multiply-adds ~10× faster than a sweep reads columns).
+_EXPLICIT_MAX_SIZE = 1024
+_EXPLICIT_SWEEPS = 200
 # Features whose gradient is within this fraction of λ₁ join the working set.
 _WORKING_MARGIN = 0.9
 # A screened coordinate needs its dual correlation below λ₁ by this relative margin, so that
@@ -104,7 +111,7 @@ def _diagonal_curvature(
 
 
 @_jit
-def _sweep_elementwise(
+def _sweep_columns(
     features,
     indptr,
     indices,
@@ -121,73 +128,16 @@ def _sweep_elementwise(
     ridge,
     dz,
     pdz,
+    grouped,
 ):  # pragma: no cover - compiled
-    """One cyclic pass of exact coordinate minimisation of ``model + λ₁ Σ|W_kj|``.
+    """One cyclic pass of the coordinate descent on ``model + λ₁ Ω`` over ``features``.
 
     The model's gradient in ``W_kj`` at ``V = new_coef`` is
     ``∇_kj f + λ₂ (V - W)_kj + Σ_i w_i x_ij p_ik (ΔZ_ik - p_iᵀ ΔZ_i)`` (the softmax Hessian
-    ``diag(p) - p pᵀ`` applied to ``ΔZ_i``); the minimiser along the coordinate is the
-    soft-thresholded Newton step. Returns the largest ``h |δ|`` of the pass.
-    """
-    K = proba.shape[1]
-    largest = 0.0
-    for j in features:
-        a, b = indptr[j], indptr[j + 1]
-        rows = indices[0 : b - a] if dense else indices[a:b]
-        vals = data[a:b]
-        for k in range(K):
-            w_old = new_coef[k, j]
-            h = curvature[k, j]
-            if screened[k, j] or h <= 0.0:
-                v = 0.0
-            else:
-                gamma = grad[k, j] + ridge[j] * (w_old - coef[k, j])
-                for t in range(rows.shape[0]):
-                    i = rows[t]
-                    gamma += weight[i] * vals[t] * proba[i, k] * (dz[i, k] - pdz[i])
-                z = w_old - gamma / h
-                threshold = l1 / h
-                if z > threshold:
-                    v = z - threshold
-                elif z < -threshold:
-                    v = z + threshold
-                else:
-                    v = 0.0
-            step = v - w_old
-            if step != 0.0:
-                new_coef[k, j] = v
-                for t in range(rows.shape[0]):
-                    i = rows[t]
-                    x = step * vals[t]
-                    dz[i, k] += x
-                    pdz[i] += proba[i, k] * x
-                largest = max(largest, h * abs(step))
-    return largest
-
-
-@_jit
-def _sweep_grouped(
-    features,
-    indptr,
-    indices,
-    data,
-    dense,
-    weight,
-    proba,
-    grad,
-    coef,
-    new_coef,
-    lipschitz,
-    screened,
-    l1,
-    ridge,
-    dz,
-    pdz,
-):  # pragma: no cover - compiled
-    """One cyclic pass of majorised block steps on ``model + λ₁ Σ_j ‖W[:, j]‖``.
-
-    For feature ``j`` with model gradient ``γ`` and curvature bound ``L_j`` the step is the
-    group soft-thresholding of ``V_j - γ/L_j`` at ``λ₁/L_j``. Returns the largest ``L ‖δ‖``.
+    ``diag(p) - p pᵀ`` applied to ``ΔZ_i``). Elementwise: the minimiser along each
+    coordinate, the soft-thresholded Newton step. Grouped: for feature ``j`` with model
+    gradient ``γ`` and curvature bound ``L_j``, the group soft-thresholding of
+    ``V_j - γ/L_j`` at ``λ₁/L_j``. Returns the largest ``h |δ|`` (``L ‖δ‖``) of the pass.
     """
     K = proba.shape[1]
     gamma = np.zeros(K)
@@ -196,42 +146,78 @@ def _sweep_grouped(
         a, b = indptr[j], indptr[j + 1]
         rows = indices[0 : b - a] if dense else indices[a:b]
         vals = data[a:b]
-        L = lipschitz[0, j]
-        if screened[j] or L <= 0.0:
-            scale = 0.0
-        else:
-            for k in range(K):  # k outer: proba and dz are Fortran-ordered (n, K)
-                total = grad[k, j] + ridge[j] * (new_coef[k, j] - coef[k, j])
-                for t in range(rows.shape[0]):
-                    i = rows[t]
-                    total += weight[i] * vals[t] * proba[i, k] * (dz[i, k] - pdz[i])
-                gamma[k] = total
-            norm = 0.0
-            for k in range(K):
-                u = new_coef[k, j] - gamma[k] / L
-                gamma[k] = u
-                norm += u * u
-            norm = math.sqrt(norm)
-            scale = max(0.0, 1.0 - l1 / (L * norm)) if norm > 0.0 else 0.0
-        moved = 0.0
+        if grouped:
+            largest = max(
+                largest,
+                _group_step(
+                    j, rows, vals, weight, proba, grad, coef, new_coef, curvature[0, j],
+                    screened[j], l1, ridge[j], dz, pdz, gamma,
+                ),
+            )  # fmt: skip
+            continue
         for k in range(K):
-            v = scale * gamma[k] if scale > 0.0 else 0.0
-            step = v - new_coef[k, j]
-            gamma[k] = step
-            new_coef[k, j] = v
-            moved += step * step
-        if moved > 0.0:
-            for k in range(K):
-                step = gamma[k]
-                if step == 0.0:
-                    continue
-                for t in range(rows.shape[0]):
-                    i = rows[t]
-                    d = step * vals[t]
-                    dz[i, k] += d
-                    pdz[i] += proba[i, k] * d
-            largest = max(largest, L * math.sqrt(moved))
+            w_old = new_coef[k, j]
+            h = curvature[k, j]
+            if screened[k, j] or h <= 0.0:
+                v = 0.0
+            else:
+                gamma_k = grad[k, j] + ridge[j] * (w_old - coef[k, j])
+                gamma_k += _data_gradient(rows, vals, weight, proba, dz, pdz, k)
+                z = w_old - gamma_k / h
+                v = math.copysign(max(abs(z) - l1 / h, 0.0), z)
+            step = v - w_old
+            if step != 0.0:
+                new_coef[k, j] = v
+                _move(rows, vals, proba, k, step, dz, pdz)
+                largest = max(largest, h * abs(step))
     return largest
+
+
+@_jit
+def _group_step(
+    j, rows, vals, weight, proba, grad, coef, new_coef, L, screened, l1, ridge, dz, pdz, gamma
+):  # pragma: no cover - compiled
+    """The majorised block step on feature ``j``'s column; returns ``L ‖δ‖``."""
+    K = proba.shape[1]
+    scale = 0.0
+    if not screened and L > 0.0:
+        norm = 0.0
+        for k in range(K):  # k outer: proba and dz are Fortran-ordered (n, K)
+            total = grad[k, j] + ridge * (new_coef[k, j] - coef[k, j])
+            total += _data_gradient(rows, vals, weight, proba, dz, pdz, k)
+            gamma[k] = new_coef[k, j] - total / L
+            norm += gamma[k] * gamma[k]
+        norm = math.sqrt(norm)
+        scale = max(0.0, 1.0 - l1 / (L * norm)) if norm > 0.0 else 0.0
+    moved = 0.0
+    for k in range(K):
+        v = scale * gamma[k] if scale > 0.0 else 0.0
+        step = v - new_coef[k, j]
+        new_coef[k, j] = v
+        moved += step * step
+        if step != 0.0:
+            _move(rows, vals, proba, k, step, dz, pdz)
+    return L * math.sqrt(moved)
+
+
+@_jit
+def _data_gradient(rows, vals, weight, proba, dz, pdz, k):  # pragma: no cover - compiled
+    """``Σ_i w_i x_ij p_ik (ΔZ_ik - p_iᵀ ΔZ_i)`` over one column's rows."""
+    total = 0.0
+    for t in range(rows.shape[0]):
+        i = rows[t]
+        total += weight[i] * vals[t] * proba[i, k] * (dz[i, k] - pdz[i])
+    return total
+
+
+@_jit
+def _move(rows, vals, proba, k, step, dz, pdz):  # pragma: no cover - compiled
+    """``ΔZ[:, k] += step x_j`` and ``p_iᵀ ΔZ_i`` with it, over one column's rows."""
+    for t in range(rows.shape[0]):
+        i = rows[t]
+        d = step * vals[t]
+        dz[i, k] += d
+        pdz[i] += proba[i, k] * d
 
 
 @_jit
@@ -491,65 +477,137 @@ def _minimise_model(objective, columns, penalty, screen, working, point, *, damp
     absent where a feature is non-zero). glmnet's schedule: a sweep over the working set,
     then sweeps over its non-zero features until they settle, then the working set again;
     done when a full sweep moves no coordinate by more than ``inner_tol`` (in ``h |δ|``).
+    The sweeps read the data's columns, or, where rows are many per coordinate of the
+    working set (:func:`_explicit_pays`), the model's Hessian built once
+    (:mod:`softreg._explicit_hessian`).
     Returns the model's minimiser ``(coef, intercept)`` and the number of sweeps.
     """
-    coef, intercept, grad_coef, grad_intercept = point
-    K, D = coef.shape
+    coef, intercept = point[:2]
     proba = _probabilities(objective, columns.X, coef, intercept)
-    n = proba.shape[0]
-    indptr, indices, data, dense, weight = columns.args()
-    grouped = penalty.grouped
     ridge = penalty.l2 + damping * columns.norms**2
-    new_coef = coef.copy(order="F")
-    # Fortran order: the kernels walk one class's column of these for each feature.
-    dz = np.zeros((n, K), order="F")
-    pdz = np.zeros(n)
-    curvature = np.zeros((1, D) if grouped else (K, D), order="F")
-    _diagonal_curvature(
-        working, indptr, indices, data, dense, weight, proba, ridge, grouped, curvature
-    )
-    sweep = _sweep_grouped if grouped else _sweep_elementwise
-    new_intercept = None if intercept is None else np.array(intercept, dtype=np.float64)
-
-    def one_sweep(features):
-        change = sweep(
-            features,
-            indptr,
-            indices,
-            data,
-            dense,
-            weight,
-            proba,
-            grad_coef,
-            coef,
-            new_coef,
-            curvature,
-            screen.mask,
-            penalty.l1,
-            ridge,
-            dz,
-            pdz,
-        )
-        if new_intercept is not None:
-            change = max(
-                change,
-                _sweep_intercept(
-                    weight, proba, grad_intercept, intercept, new_intercept, damping, dz, pdz
-                ),
-            )
-        return change
-
+    model = _ExplicitModel if _explicit_pays(columns, working, proba.shape[1]) else _ColumnModel
+    model = model(columns, penalty, screen, working, point, proba, ridge, damping)
     n_sweeps = 1
-    change = one_sweep(working)
+    change = model.sweep(model.groups)
     while change > inner_tol and n_sweeps < _MAX_SWEEPS:
-        active = working[np.any(new_coef[:, working] != 0, axis=0)]
+        active = model.active()
         while n_sweeps < _MAX_SWEEPS:
             n_sweeps += 1
-            if one_sweep(active) <= inner_tol:
+            if model.sweep(active) <= inner_tol:
                 break
         n_sweeps += 1
-        change = one_sweep(working)
+        change = model.sweep(model.groups)
+    new_coef, new_intercept = model.minimiser()
     return new_coef, new_intercept, n_sweeps
+
+
+def _explicit_pays(columns, working, n_classes):
+    """Whether building the model's Hessian costs less than ``_EXPLICIT_SWEEPS`` sweeps.
+
+    A sweep over the columns costs ``nnz K`` (the working columns' entries times the
+    classes); the Hessian costs ``n f̃(f̃+1)/2 (K(K+3)/2)`` multiply-adds in BLAS.
+    """
+    f = len(working) + 1
+    size = f * n_classes
+    if size > _EXPLICIT_MAX_SIZE:
+        return False
+    entries = int(np.sum(columns.indptr[working + 1] - columns.indptr[working]))
+    build = columns.X.shape[0] * f * (f + 1) / 2 * n_classes * (n_classes + 3) / 2
+    return build <= _EXPLICIT_SWEEPS * entries * n_classes
+
+
+class _ColumnModel:
+    """The model's coordinate descent reading ``X``'s columns (``ΔZ`` and ``p_iᵀ ΔZ_i`` kept)."""
+
+    def __init__(self, columns, penalty, screen, working, point, proba, ridge, damping):
+        coef, intercept, grad_coef, grad_intercept = point
+        K, D = coef.shape
+        n = proba.shape[0]
+        self.groups = working
+        self.new_coef = coef.copy(order="F")
+        self.new_intercept = None if intercept is None else np.array(intercept, dtype=np.float64)
+        # Fortran order: the kernels walk one class's column of these for each feature.
+        dz = np.zeros((n, K), order="F")
+        pdz = np.zeros(n)
+        indptr, indices, data, dense, weight = columns.args()
+        grouped = penalty.grouped
+        curvature = np.zeros((1, D) if grouped else (K, D), order="F")
+        _diagonal_curvature(
+            working, indptr, indices, data, dense, weight, proba, ridge, grouped, curvature
+        )
+        self._columns = (indptr, indices, data, dense, weight, proba, grad_coef, coef)
+        self._model = (curvature, screen.mask, penalty.l1, ridge, dz, pdz, grouped)
+        self._intercept = (weight, proba, grad_intercept, intercept, damping, dz, pdz)
+
+    def sweep(self, features):
+        change = _sweep_columns(features, *self._columns[:7], self.new_coef, *self._model)
+        if self.new_intercept is not None:
+            weight, proba, grad, intercept, damping, dz, pdz = self._intercept
+            moved = _sweep_intercept(
+                weight, proba, grad, intercept, self.new_intercept, damping, dz, pdz
+            )
+            change = max(change, moved)
+        return change
+
+    def active(self):
+        return self.groups[np.any(self.new_coef[:, self.groups] != 0, axis=0)]
+
+    def minimiser(self):
+        return self.new_coef, self.new_intercept
+
+
+class _ExplicitModel:
+    """The model's coordinate descent over its Hessian on the working set, built once."""
+
+    def __init__(self, columns, penalty, screen, working, point, proba, ridge, damping):
+        coef, intercept, grad_coef, grad_intercept = point
+        K = coef.shape[0]
+        fit_intercept = intercept is not None
+        self.hessian = model_hessian(columns.X, columns.weight, proba, working, fit_intercept)
+        f = len(working) + int(fit_intercept)
+        self.working, self.coef, self.intercept = working, coef, intercept
+        # Feature-major flat vectors: coordinate g K + k is class k of group g.
+        parts = [coef[:, working].T.ravel()]
+        grads = [grad_coef[:, working].T.ravel()]
+        ridges = [np.repeat(ridge[working], K)]
+        mask = screen.mask[working] if penalty.grouped else screen.mask[:, working].T
+        screened = [np.repeat(mask, K) if penalty.grouped else mask.ravel()]
+        if fit_intercept:
+            parts.append(np.asarray(intercept, dtype=np.float64))
+            grads.append(grad_intercept)
+            ridges.append(np.full(K, damping))
+            screened.append(np.zeros(K, dtype=np.bool_))
+        self.centre = np.concatenate(parts)
+        self.values = self.centre.copy()
+        self.grad = np.concatenate(grads).astype(np.float64)
+        self.ridge = np.concatenate(ridges)
+        self.screened = np.concatenate(screened)
+        self.curvature = group_curvatures(self.hessian, self.ridge, K, penalty.grouped)
+        self.moved = np.zeros_like(self.values)
+        self.groups = np.arange(f, dtype=np.int64)
+        self.free = f - 1 if fit_intercept else -1
+        self._penalty = (penalty.l1, penalty.grouped)
+        self.n_classes = K
+
+    def sweep(self, groups):
+        l1, grouped = self._penalty
+        return explicit_sweep(
+            groups, self.n_classes, self.hessian, self.grad, self.centre, self.values,
+            self.ridge, self.curvature, self.screened, l1, grouped, self.free, self.moved,
+        )  # fmt: skip
+
+    def active(self):
+        nonzero = np.any(self.values.reshape(-1, self.n_classes) != 0, axis=1)
+        nonzero[self.free] |= self.free >= 0
+        return self.groups[nonzero]
+
+    def minimiser(self):
+        K = self.n_classes
+        values = self.values.reshape(-1, K)
+        new_coef = self.coef.copy(order="F")
+        new_coef[:, self.working] = values[: len(self.working)].T
+        new_intercept = None if self.intercept is None else values[-1].copy()
+        return new_coef, new_intercept
 
 
 def _probabilities(objective, X, coef, intercept):
