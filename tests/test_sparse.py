@@ -13,12 +13,19 @@ import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose, assert_array_equal
 
-from softreg import SoftmaxRegression
+from softreg import SoftmaxRegression, _proximal
 from softreg._objective import Objective, SoftmaxLoss
 from softreg._penalties import ElasticNet, duality_gap, mean_target_entropy
 from softreg._proximal import proximal_newton
 from softreg._solvers import Monitor
 from softreg._sources import ArraySource
+
+
+@pytest.fixture(params=["explicit", "columns"])
+def cd_model(request, monkeypatch):
+    """newton-cd with its model Hessian built explicitly, or sweeping the columns of X."""
+    monkeypatch.setattr(_proximal, "_explicit_pays", lambda *args: request.param == "explicit")
+    return request.param
 
 
 @functools.cache
@@ -205,6 +212,7 @@ def test_certificate_is_never_below_the_true_gap(case):
         assert bound >= true_gap - 1e-14 * F_star, (bound, true_gap)
 
 
+@pytest.mark.usefixtures("cd_model")
 @pytest.mark.parametrize("l1_norm", ["elementwise", "grouped"])
 def test_certificate_goes_to_zero_at_the_optimum(l1_norm):
     penalty, objective = case_objective(11, 0.05, 1.0, l1_norm, True, "plain")
@@ -240,6 +248,7 @@ def saga_reference(X, y, alpha, l1_ratio, weight=None):
     return model.coef_, model.intercept_
 
 
+@pytest.mark.usefixtures("cd_model")
 @pytest.mark.parametrize("l1_ratio", [0.5, 1.0])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_elementwise_optimum_equals_saga(l1_ratio, weighted):
@@ -259,6 +268,7 @@ def test_elementwise_optimum_equals_saga(l1_ratio, weighted):
     assert np.any(model.coef_ == 0)
 
 
+@pytest.mark.usefixtures("cd_model")
 @pytest.mark.parametrize("l1_ratio", [0.6, 1.0])
 def test_grouped_optimum_equals_a_long_proximal_gradient_run(l1_ratio):
     X, y = problem(22, n_samples=40, n_features=5)
@@ -279,6 +289,7 @@ def test_grouped_optimum_equals_a_long_proximal_gradient_run(l1_ratio):
 # -- screening ---------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("cd_model")
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[3]}-{c[2]}-{c[5]}" for c in CASES])
 def test_screening_never_removes_a_feature_nonzero_at_the_optimum(case):
     penalty, objective = case_objective(*case)
@@ -322,6 +333,7 @@ def test_large_alpha_gives_all_zero_coefficients_and_log_prior_intercept():
     assert_allclose(model.intercept_, prior - prior.mean(), atol=1e-6)
 
 
+@pytest.mark.usefixtures("cd_model")
 @pytest.mark.parametrize("l1_norm", ["elementwise", "grouped"])
 def test_composes_with_weights_csr_soft_labels_and_float32(l1_norm):
     X, y = problem(32, n_samples=30)

@@ -151,7 +151,7 @@ def _sweep_columns(
                 largest,
                 _group_step(
                     j, rows, vals, weight, proba, grad, coef, new_coef, curvature[0, j],
-                    screened[j], l1, ridge[j], dz, pdz, gamma,
+                    screened[0, j], l1, ridge[j], dz, pdz, gamma,
                 ),
             )  # fmt: skip
             continue
@@ -536,11 +536,13 @@ class _ColumnModel:
             working, indptr, indices, data, dense, weight, proba, ridge, grouped, curvature
         )
         self._columns = (indptr, indices, data, dense, weight, proba, grad_coef, coef)
-        self._model = (curvature, screen.mask, penalty.l1, ridge, dz, pdz, grouped)
+        # The grouped mask, (D,), as a (1, D) view: the kernel indexes both kinds [k, j].
+        screened = screen.mask.reshape(1, -1) if grouped else screen.mask
+        self._model = (curvature, screened, penalty.l1, ridge, dz, pdz, grouped)
         self._intercept = (weight, proba, grad_intercept, intercept, damping, dz, pdz)
 
     def sweep(self, features):
-        change = _sweep_columns(features, *self._columns[:7], self.new_coef, *self._model)
+        change = _sweep_columns(features, *self._columns, self.new_coef, *self._model)
         if self.new_intercept is not None:
             weight, proba, grad, intercept, damping, dz, pdz = self._intercept
             moved = _sweep_intercept(

@@ -1,0 +1,115 @@
+"""newton-cd's explicit model Hessian: its entries, and the model minimiser it leads to.
+
+The explicit model (``softreg._explicit_hessian``) and the column model of
+``softreg._proximal`` minimise the same quadratic model plus ``λ₁ Ω``; the end-to-end
+optima under both are pinned in tests/test_sparse.py (the ``cd_model`` fixture)."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose
+
+from softreg import _explicit_hessian, _proximal
+from softreg._explicit_hessian import model_hessian
+from softreg._objective import Objective, SoftmaxLoss
+from softreg._penalties import ElasticNet
+from softreg._proximal import _Columns, _minimise_model, _probabilities, _Screen
+from softreg._sources import ArraySource
+
+
+def kronecker_hessian(X, weight, proba, features, fit_intercept):
+    """``Σ_i w_i (x̃_i x̃_iᵀ) ⊗ (diag(p_i) - p_i p_iᵀ)``, row by row."""
+    X = X.toarray() if sp.issparse(X) else X
+    columns = X[:, features]
+    if fit_intercept:
+        columns = np.hstack([columns, np.ones((X.shape[0], 1))])
+    return sum(
+        w * np.kron(np.outer(x, x), np.diag(p) - np.outer(p, p))
+        for w, x, p in zip(weight, columns, proba, strict=True)
+    )
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("block_entries", [1 << 21, 50])  # one block of rows, or many
+def test_model_hessian_is_the_kronecker_sum(fit_intercept, sparse, block_entries, monkeypatch):
+    monkeypatch.setattr(_explicit_hessian, "_BLOCK_ENTRIES", block_entries)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 5)) * (rng.random((30, 5)) < 0.6)
+    X = sp.csr_matrix(X) if sparse else X
+    proba = rng.dirichlet(np.ones(4), size=30)
+    weight = rng.uniform(0.5, 2.0, 30) / 30
+    features = np.array([0, 2, 3])
+    hessian = model_hessian(X, weight, proba, features, fit_intercept)
+    expected = kronecker_hessian(X, weight, proba, features, fit_intercept)
+    assert hessian.shape == ((3 + fit_intercept) * 4,) * 2
+    assert_allclose(hessian, expected, rtol=1e-13, atol=1e-15)
+
+
+def model_minimiser(kind, monkeypatch, *, l1_norm, fit_intercept, sparse):
+    """The model minimiser at a non-zero point, with one coordinate or feature screened."""
+    monkeypatch.setattr(_proximal, "_explicit_pays", lambda *args: kind == "explicit")
+    rng = np.random.default_rng(3)
+    n, D, K = 80, 6, 3
+    X = rng.standard_normal((n, D))
+    X = sp.csr_matrix(np.where(np.abs(X) > 0.5, X, 0.0)) if sparse else X
+    y = rng.integers(0, K, n)
+    penalty = ElasticNet(0.05, 0.7, l1_norm)
+    objective = Objective(
+        SoftmaxLoss(K, 0.0),
+        ArraySource(X, y, None, n_outputs=K),
+        alpha=penalty.l2,
+        fit_intercept=fit_intercept,
+    )
+    coef = rng.standard_normal((K, D)) * 0.3
+    coef[:, 4] = 0.0
+    intercept = rng.standard_normal(K) * 0.2 if fit_intercept else None
+    theta = objective.pack(coef, intercept)
+    sums = objective.sums(theta)
+    grad_coef = sums.grad_coef / sums.weight + penalty.l2 * coef
+    grad_intercept = sums.grad_intercept / sums.weight if fit_intercept else None
+    columns = _Columns(X, None)
+    screen = _Screen(penalty, K, D, columns.norms, True)
+    if penalty.grouped:
+        screen.mask[4] = True
+    else:
+        screen.mask[1, 4] = True
+    working = np.arange(D, dtype=np.int64)
+    point = (np.asfortranarray(coef), intercept, grad_coef, grad_intercept)
+    # Damping 0.1: along b + c·1 the model's only curvature is the damping, and coordinate
+    # descent converges along it at the rate 1 - μ/h; with μ = 1e-3 neither model settles
+    # within the cap of sweeps (both are then cut at the same point, proving nothing).
+    new_coef, new_intercept, n_sweeps = _minimise_model(
+        objective, columns, penalty, screen, working, point, damping=0.1, inner_tol=1e-12
+    )
+    assert _probabilities(objective, X, coef, intercept).shape == (n, K)
+    return new_coef, new_intercept, n_sweeps
+
+
+@pytest.mark.parametrize("l1_norm", ["elementwise", "grouped"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_both_models_reach_the_same_minimiser(l1_norm, fit_intercept, sparse, monkeypatch):
+    options = {"l1_norm": l1_norm, "fit_intercept": fit_intercept, "sparse": sparse}
+    explicit = model_minimiser("explicit", monkeypatch, **options)
+    columns = model_minimiser("columns", monkeypatch, **options)
+    assert explicit[2] < _proximal._MAX_SWEEPS and columns[2] < _proximal._MAX_SWEEPS
+    # Both run to a move below 1e-12 (h |δ|); grouped, along different paths (the explicit
+    # model's exact block curvature against the column model's bound).
+    assert_allclose(explicit[0], columns[0], rtol=1e-9, atol=1e-11)
+    if fit_intercept:
+        assert_allclose(explicit[1], columns[1], rtol=1e-9, atol=1e-11)
+    # The same exact zeros, the screened coordinate among them.
+    np.testing.assert_array_equal(explicit[0] == 0, columns[0] == 0)
+    assert explicit[0][1, 4] == 0 and np.any(explicit[0] != 0)
+
+
+def test_explicit_model_is_chosen_for_many_rows_per_coordinate():
+    rng = np.random.default_rng(0)
+    tall = _Columns(rng.standard_normal((5000, 8)), None)
+    assert _proximal._explicit_pays(tall, np.arange(8, dtype=np.int64), 5)
+    wide = _Columns(sp.random(200, 500, density=0.05, format="csr", random_state=0), None)
+    assert not _proximal._explicit_pays(wide, np.arange(500, dtype=np.int64), 5)
+    # Too many coordinates for the explicit model, however many rows.
+    many = _Columns(rng.standard_normal((5000, 300)), None)
+    assert not _proximal._explicit_pays(many, np.arange(300, dtype=np.int64), 5)
