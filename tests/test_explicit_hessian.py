@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose
 
-from softreg import _explicit_hessian, _proximal
+from softreg import SoftmaxRegression, _explicit_hessian, _proximal
 from softreg._explicit_hessian import model_hessian
 from softreg._objective import Objective, SoftmaxLoss
 from softreg._penalties import ElasticNet
@@ -46,8 +46,11 @@ def test_model_hessian_is_the_kronecker_sum(fit_intercept, sparse, block_entries
     assert_allclose(hessian, expected, rtol=1e-13, atol=1e-15)
 
 
-def model_minimiser(kind, monkeypatch, *, l1_norm, fit_intercept, sparse):
-    """The model minimiser at a non-zero point, with one coordinate or feature screened."""
+def model_minimiser(kind, monkeypatch, *, l1_norm, fit_intercept, sparse, subset=False):
+    """The model minimiser at a non-zero point, with one coordinate or feature screened.
+
+    ``subset``: feature 3 is zero and outside the working set (it must stay zero).
+    """
     monkeypatch.setattr(_proximal, "_explicit_pays", lambda *args: kind == "explicit")
     rng = np.random.default_rng(3)
     n, D, K = 80, 6, 3
@@ -63,6 +66,8 @@ def model_minimiser(kind, monkeypatch, *, l1_norm, fit_intercept, sparse):
     )
     coef = rng.standard_normal((K, D)) * 0.3
     coef[:, 4] = 0.0
+    if subset:
+        coef[:, 3] = 0.0
     intercept = rng.standard_normal(K) * 0.2 if fit_intercept else None
     theta = objective.pack(coef, intercept)
     sums = objective.sums(theta)
@@ -74,7 +79,7 @@ def model_minimiser(kind, monkeypatch, *, l1_norm, fit_intercept, sparse):
         screen.mask[4] = True
     else:
         screen.mask[1, 4] = True
-    working = np.arange(D, dtype=np.int64)
+    working = np.array([0, 1, 2, 4, 5] if subset else range(D), dtype=np.int64)
     point = (np.asfortranarray(coef), intercept, grad_coef, grad_intercept)
     # Damping 0.1: along b + c·1 the model's only curvature is the damping, and coordinate
     # descent converges along it at the rate 1 - μ/h; with μ = 1e-3 neither model settles
@@ -88,9 +93,10 @@ def model_minimiser(kind, monkeypatch, *, l1_norm, fit_intercept, sparse):
 
 @pytest.mark.parametrize("l1_norm", ["elementwise", "grouped"])
 @pytest.mark.parametrize("fit_intercept", [True, False])
-@pytest.mark.parametrize("sparse", [False, True])
-def test_both_models_reach_the_same_minimiser(l1_norm, fit_intercept, sparse, monkeypatch):
+@pytest.mark.parametrize(("sparse", "subset"), [(False, False), (True, False), (False, True)])
+def test_both_models_reach_the_same_minimiser(l1_norm, fit_intercept, sparse, subset, monkeypatch):
     options = {"l1_norm": l1_norm, "fit_intercept": fit_intercept, "sparse": sparse}
+    options["subset"] = subset
     explicit = model_minimiser("explicit", monkeypatch, **options)
     columns = model_minimiser("columns", monkeypatch, **options)
     assert explicit[2] < _proximal._MAX_SWEEPS and columns[2] < _proximal._MAX_SWEEPS
@@ -102,6 +108,8 @@ def test_both_models_reach_the_same_minimiser(l1_norm, fit_intercept, sparse, mo
     # The same exact zeros, the screened coordinate among them.
     np.testing.assert_array_equal(explicit[0] == 0, columns[0] == 0)
     assert explicit[0][1, 4] == 0 and np.any(explicit[0] != 0)
+    if subset:
+        assert not np.any(explicit[0][:, 3]) and not np.any(columns[0][:, 3])
 
 
 def test_explicit_model_is_chosen_for_many_rows_per_coordinate():
@@ -113,3 +121,36 @@ def test_explicit_model_is_chosen_for_many_rows_per_coordinate():
     # Too many coordinates for the explicit model, however many rows.
     many = _Columns(rng.standard_normal((5000, 300)), None)
     assert not _proximal._explicit_pays(many, np.arange(300, dtype=np.int64), 5)
+
+
+def counted_builds(monkeypatch):
+    builds = []
+    build = _proximal.model_hessian
+    monkeypatch.setattr(_proximal, "model_hessian", lambda *args: builds.append(1) or build(*args))
+    return builds
+
+
+def test_a_warm_started_refit_on_the_same_rows_keeps_the_hessian(monkeypatch):
+    builds = counted_builds(monkeypatch)
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((2000, 4))
+    y = (X[:, 0] + 0.5 * rng.standard_normal(2000) > 0).astype(int) + (X[:, 1] > 0.3)
+    model = SoftmaxRegression(alpha=0.01, l1_ratio=1.0, tol=1e-10, warm_start=True).fit(X, y)
+    assert len(builds) >= 1
+    builds.clear()
+    model.set_params(alpha=0.0099).fit(X, y)
+    assert model.n_iter_ >= 1 and len(builds) == 0  # a small step: the last Hessian serves
+    cold = SoftmaxRegression(alpha=0.0099, l1_ratio=1.0, tol=1e-10).fit(X, y)
+    assert_allclose(model.coef_, cold.coef_, rtol=1e-6, atol=1e-8)
+
+
+def test_rows_changed_in_place_between_fits_give_the_new_optimum():
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((2000, 4))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.3)
+    model = SoftmaxRegression(alpha=0.01, l1_ratio=1.0, tol=1e-10, warm_start=True).fit(X, y)
+    X[:, 2] += 0.8 * X[:, 0]  # the same object, other rows: the kept Hessian is stale
+    model.fit(X, y)
+    cold = SoftmaxRegression(alpha=0.01, l1_ratio=1.0, tol=1e-10).fit(X.copy(), y)
+    assert_allclose(model.coef_, cold.coef_, rtol=1e-6, atol=1e-8)
+    assert model.optimality_gap_bound_ <= 1e-10 * abs(model.objective_)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 
 import numpy as np
 import scipy.linalg
@@ -293,8 +294,7 @@ class _Columns:
             per_column[np.diff(self.indptr) == 0] = 0.0
         self.norms = np.sqrt(per_column)
         self.n_features = D
-        # The last explicit model Hessian: (working set, log p at its centre, H).
-        self.hessian = None
+        self.sample_weight = sample_weight
 
     def args(self):
         return self.indptr, self.indices, self.data, self.dense, self.weight
@@ -541,22 +541,35 @@ def _model_hessian(columns, proba, working, fit_intercept):
     §3.3): where no log-probability moved by more than ``_STALE_LOG_PROBA`` since the last
     build, each ``p_ik`` and ``p_ik p_im`` in it is off by a factor within ``e^{±2τ}``,
     and it is kept. Near the optimum the steps are small, so late iterations (and the
-    retries of a failed line search, at the same point) cost no rebuild.
+    retries of a failed line search, at the same point) cost no rebuild; so do the first
+    iterations of a warm-started fit on the same rows (a regularisation path's next
+    ``alpha``): the last Hessian is remembered with the rows it was built from (by identity,
+    held weakly). Rows changed in place since then can only leave it kept while their
+    probabilities agree with it: it stays a positive semi-definite model, the line search
+    and the certificate use the rows as they are.
     """
-    key = (working.tobytes(), fit_intercept)
+    key = (columns.X.shape, working.tobytes(), fit_intercept)
     # Probabilities that underflowed count as the smallest normal number (their terms in H
     # vanish either way).
     log_proba = np.log(np.maximum(proba, np.finfo(np.float64).tiny))
-    previous = columns.hessian
+    previous = _LAST_HESSIAN.get(id(columns.X))
     if (
         previous is not None
-        and previous[0] == key
-        and np.max(np.abs(log_proba - previous[1])) <= _STALE_LOG_PROBA
+        and previous[0]() is columns.X
+        and previous[1] is columns.sample_weight
+        and previous[2] == key
+        and np.max(np.abs(log_proba - previous[3])) <= _STALE_LOG_PROBA
     ):
-        return previous[2]
+        return previous[4]
     hessian = model_hessian(columns.X, columns.weight, proba, working, fit_intercept)
-    columns.hessian = (key, log_proba, hessian)
+    _LAST_HESSIAN.clear()  # one entry: the rows of the fit under way
+    reference = weakref.ref(columns.X)
+    _LAST_HESSIAN[id(columns.X)] = (reference, columns.sample_weight, key, log_proba, hessian)
     return hessian
+
+
+# The last explicit Hessian (see _model_hessian), by the id of the rows it was built from.
+_LAST_HESSIAN: dict = {}
 
 
 class _ColumnModel:
@@ -606,20 +619,27 @@ class _ColumnModel:
 
 
 class _ExplicitModel:
-    """The model's coordinate descent over its Hessian on the working set, built once."""
+    """The model's coordinate descent over its Hessian, built once (or kept).
+
+    The Hessian covers every feature where that still pays (:func:`_explicit_pays`), so that
+    it can be kept while the working set changes (a path's next ``alpha``); the coordinate
+    descent visits the working set only.
+    """
 
     def __init__(self, columns, penalty, screen, working, point, proba, ridge, damping):
         coef, intercept, grad_coef, grad_intercept = point
         K = coef.shape[0]
         fit_intercept = intercept is not None
-        self.hessian = _model_hessian(columns, proba, working, fit_intercept)
-        f = len(working) + int(fit_intercept)
-        self.working, self.coef, self.intercept = working, coef, intercept
+        everything = np.arange(columns.n_features, dtype=np.int64)
+        features = everything if _explicit_pays(columns, everything, K) else working
+        self.hessian = _model_hessian(columns, proba, features, fit_intercept)
+        f = len(features) + int(fit_intercept)
+        self.features, self.coef, self.intercept = features, coef, intercept
         # Feature-major flat vectors: coordinate g K + k is class k of group g.
-        parts = [coef[:, working].T.ravel()]
-        grads = [grad_coef[:, working].T.ravel()]
-        ridges = [np.repeat(ridge[working], K)]
-        mask = screen.mask[working] if penalty.grouped else screen.mask[:, working].T
+        parts = [coef[:, features].T.ravel()]
+        grads = [grad_coef[:, features].T.ravel()]
+        ridges = [np.repeat(ridge[features], K)]
+        mask = screen.mask[features] if penalty.grouped else screen.mask[:, features].T
         screened = [np.repeat(mask, K) if penalty.grouped else mask.ravel()]
         if fit_intercept:
             parts.append(np.asarray(intercept, dtype=np.float64))
@@ -633,8 +653,11 @@ class _ExplicitModel:
         self.screened = np.concatenate(screened)
         self.curvature = group_curvatures(self.hessian, self.ridge, K, penalty.grouped)
         self.moved = np.zeros_like(self.values)
-        self.groups = np.arange(f, dtype=np.int64)
+        # The working features' groups (both sorted), then the intercept's.
+        self.groups = np.searchsorted(features, working).astype(np.int64)
         self.free = f - 1 if fit_intercept else -1
+        if fit_intercept:
+            self.groups = np.append(self.groups, self.free)
         self._penalty = (penalty.l1, penalty.grouped)
         self.n_classes = K
 
@@ -710,13 +733,14 @@ class _ExplicitModel:
     def active(self):
         nonzero = np.any(self.values.reshape(-1, self.n_classes) != 0, axis=1)
         nonzero[self.free] |= self.free >= 0
-        return self.groups[nonzero]
+        # The working set holds every non-zero feature: these are among its groups.
+        return np.flatnonzero(nonzero).astype(np.int64)
 
     def minimiser(self):
         K = self.n_classes
         values = self.values.reshape(-1, K)
         new_coef = self.coef.copy(order="F")
-        new_coef[:, self.working] = values[: len(self.working)].T
+        new_coef[:, self.features] = values[: len(self.features)].T
         new_intercept = None if self.intercept is None else values[-1].copy()
         return new_coef, new_intercept
 
