@@ -261,7 +261,7 @@ def table(results, command, when):
         START,
         "## Sparse models: elastic net and L1 (issue 14)",
         "",
-        f"`{command}` on {when}. Each row gives the 1-minute load average at its start and end "
+        f"{command} on {when}. Each row gives the 1-minute load average at its start and end "
         "(2 cores, shared): absolute times are noisy, ratios within one row less so. A ratio "
         "is the peer's time over softreg's (above 1: softreg is faster).",
         "",
@@ -373,14 +373,20 @@ def main(argv=None):
     parser.add_argument(
         "--from-results",
         action="store_true",
-        help="no runs: the table from benchmarks/results/sparse.json (with --write, written)",
+        help="no runs: the table from benchmarks/results/sparse.json (with --write, written); "
+        "rows from several runs may be concatenated there",
     )
     args = parser.parse_args(argv)
     command = "python -m benchmarks.sparse " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.from_results:
         results = json.loads((RESULTS_DIR / "sparse.json").read_text())
-        command = results[0].get("command", command) if results else command
-        text = table(results, command, results[0].get("when", "?") if results else "?")
+        runs = dict.fromkeys((row.get("command", "?"), row.get("when", "?")) for row in results)
+        if len(runs) == 1:
+            (run, when), *_ = runs
+            text = table(results, f"`{run}`", when)
+        else:  # rows of several runs, concatenated
+            described = " and ".join(f"`{run}` ({when})" for run, when in runs)
+            text = table(results, described, "those times (compare ratios within a row only)")
         print(text)
         if args.write:
             write_section(text)
@@ -409,7 +415,7 @@ def main(argv=None):
             # After every row, so that a run stopped early keeps what it measured.
             RESULTS_DIR.mkdir(parents=True, exist_ok=True)
             (RESULTS_DIR / "sparse.json").write_text(json.dumps(results, indent=1))
-    text = table(results, command.strip(), when)
+    text = table(results, f"`{command.strip()}`", when)
     print(text)
     if args.write:
         write_section(text)
