@@ -11,7 +11,8 @@ its libraries (measured when the command starts):
   logits and their temporaries (a few ``n_classes`` floats per row). :func:`block_rows`
   caps the rows per block so that ``_BLOCKS_IN_FLIGHT`` blocks take at most a quarter of
   the limit; the rest covers the solver's vectors, Newton-CG's curvature cache (64 MiB at
-  most), reader buffers and the allocator's slack. Below the cap the block size is the
+  most), reader buffers and the allocator's slack. The cap bounds a file's reads (chunks of
+  a few MiB, cut into blocks) as well as its blocks; below it the block size is the
   cache-friendly one of :func:`softreg._sources.block_rows`, so a generous limit changes
   nothing but the check.
 * **Checking.** :class:`MemoryGuard` reads the process's anonymous resident memory
@@ -31,8 +32,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-
-from softreg._sources import block_rows as source_block_rows
 
 __all__ = [
     "MemoryGuard",
@@ -192,7 +191,10 @@ class MemoryGuard:
             )
 
     def rows_for(self, dataset) -> int:
-        """Rows per block for ``dataset``: its own cache-friendly size, capped by the limit."""
+        """The most rows a block or a read of ``dataset`` may hold within the limit.
+
+        The dataset takes its own cache-friendly sizes below this cap (``dataset.rows``).
+        """
         itemsize = np.dtype(dataset.dtype).itemsize
         row_bytes = dataset.n_features * itemsize
         if dataset.sparse:  # value and column index per stored entry
@@ -202,6 +204,4 @@ class MemoryGuard:
                 row_bytes = 2 * (-(-2 * len(stored[0]) * itemsize // n_samples))  # twice the mean
             else:
                 row_bytes *= 2
-        cap = block_rows(self.limit, row_bytes, self.option)
-        usual = source_block_rows(2**62, 1, row_bytes, dataset.n_features)
-        return min(cap, usual)
+        return block_rows(self.limit, row_bytes, self.option)

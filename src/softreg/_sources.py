@@ -13,7 +13,8 @@ Sources whose blocks come from files or a cluster subclass :class:`Source` in mo
 own.
 
 * ``source.blocks()`` starts a new scan and yields ``Block`` s of *encoded* rows:
-  ``X`` dense (C-ordered) or CSR in ``source.dtype``, ``target`` integer class codes
+  ``X`` dense (C- or Fortran-ordered: a Parquet chunk is column-major, and the kernels'
+  matrix products take either layout at the same speed) or CSR in ``source.dtype``, ``target`` integer class codes
   ``(n,)`` or a float matrix ``(n, n_outputs)`` (soft labels, regression targets), and
   ``sample_weight`` ``(n,)`` or None for unit weights. Every scan yields the same blocks in
   the same order.
@@ -394,7 +395,7 @@ class ArrayDataset(Dataset):
     sample_weight : ndarray of shape (n_samples,) or None
     feature_names : ndarray of str, optional
     rows : int, optional
-        Rows per block; by default :func:`block_rows`.
+        The most rows per block (:func:`block_rows` decides below that).
 
     Examples
     --------
@@ -417,12 +418,11 @@ class ArrayDataset(Dataset):
         self.target_ndim = 0 if y is None else y.ndim
 
     def _block_rows(self, n_outputs):
-        if self.rows:
-            return int(self.rows)
         X = self.X
         stored = X.nnz if self.sparse else X.shape[0] * X.shape[1]
         row_bytes = -(-stored * X.dtype.itemsize // max(X.shape[0], 1))
-        return block_rows(X.shape[0], n_outputs, row_bytes, X.shape[1])
+        rows = block_rows(X.shape[0], n_outputs, row_bytes, X.shape[1])
+        return min(rows, int(self.rows)) if self.rows else rows
 
     def scan(self, *, moments=False, labels=True) -> Summary:
         y, weight = self.y, self.sample_weight
