@@ -64,6 +64,7 @@ __all__ = [
     "DataError",
     "MissingDependencyError",
     "Table",
+    "check_svmlight_options",
     "column_names",
     "format_csv",
     "guess_format",
@@ -238,6 +239,21 @@ def guess_format(path):
     )
 
 
+def check_svmlight_options(path, target, features, sample_weight, exclude):
+    """Refuse the column options an svmlight file cannot have (it names no columns)."""
+    for name, value in (("target", target), ("features", features)):
+        if value is not None:
+            raise DataError(
+                path,
+                f"svmlight files hold the label first on each line and have no column "
+                f"names, so `{name}` does not apply; got {value!r}.",
+            )
+    if sample_weight is not None or tuple(exclude):
+        raise DataError(
+            path, "svmlight files have no named columns to use as sample weights or exclude."
+        )
+
+
 def read_table(
     path,
     *,
@@ -309,17 +325,7 @@ def read_table(
         raise ValueError(f"`format` must be one of {', '.join(FORMATS)}; got {format!r}.")
     path = os.fspath(path)
     if format == "svmlight":
-        for name, value in (("target", target), ("features", features)):
-            if value is not None:
-                raise DataError(
-                    path,
-                    f"svmlight files hold the label first on each line and have no column "
-                    f"names, so `{name}` does not apply; got {value!r}.",
-                )
-        if sample_weight is not None or tuple(exclude):
-            raise DataError(
-                path, "svmlight files have no named columns to use as sample weights or exclude."
-            )
+        check_svmlight_options(path, target, features, sample_weight, exclude)
         return _read_svmlight(path, n_features)
     if format == "npz":
         return _read_npz(path, target, features, tuple(exclude), sample_weight, strict_features)

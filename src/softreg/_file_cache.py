@@ -46,6 +46,7 @@ from softreg._data_io import (
     _check_weights,
     _label_column,
     _numeric_column,
+    check_svmlight_options,
     import_optional,
 )
 from softreg._files import (
@@ -91,17 +92,7 @@ def cached_dataset(path, format, target, features, sample_weight, exclude, cache
     if not os.path.exists(path):
         raise FileNotFoundError(f"No such file: {path!r}")
     if format == "svmlight":
-        for name, value in (("target", target), ("features", features)):
-            if value is not None:
-                raise DataError(
-                    path,
-                    f"svmlight files hold the label first on each line and have no column "
-                    f"names, so `{name}` does not apply; got {value!r}.",
-                )
-        if sample_weight is not None or tuple(exclude):
-            raise DataError(
-                path, "svmlight files have no named columns to use as sample weights or exclude."
-            )
+        check_svmlight_options(path, target, features, sample_weight, exclude)
     params = {
         "version": _CACHE_VERSION,
         "format": format,
