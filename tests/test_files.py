@@ -15,9 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.datasets import dump_svmlight_file, load_iris
 
+import softreg._files
 from softreg import DataError, LinearRegression, SoftmaxRegression, open_dataset
 from softreg._file_cache import _csv_error
-from softreg._files import prefetch
+from softreg._files import feature_matrix, prefetch
 
 NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SPECIES = np.array(["setosa", "versicolor", "virginica"])
@@ -135,6 +136,65 @@ def test_streamed_fit_equals_in_memory_fit(files, data, tmp_path, name, kind, so
         assert streamed.feature_names_in_.tolist() == NAMES
     X = data[0]
     np.testing.assert_allclose(streamed.predict_proba(dataset), expected.predict_proba(X), 1e-8)
+
+
+@pytest.mark.parametrize("name", ["iris.parquet", "parts", "iris.csv", "X.npy"])
+def test_chunks_cut_into_blocks_give_the_in_memory_fit(files, data, tmp_path, name, monkeypatch):
+    # Reads of 50 rows (the Parquet row groups' size) cut into blocks of at most 16: the
+    # chunking a pass does on large files (reads of ~4 MiB, blocks of block_rows), in small.
+    row_bytes = len(NAMES) * 8
+    monkeypatch.setattr(softreg._files, "_READ_BYTES", 50 * row_bytes)
+    monkeypatch.setattr(softreg._files, "block_rows", lambda *args: 16)
+    dataset = open_as(files, name, "weighted", tmp_path)
+    dataset.rows = None
+    streamed = SoftmaxRegression(solver="lbfgs", **PARAMS).fit(dataset)
+    expected = in_memory_fit(data, name, "weighted", "lbfgs")
+    np.testing.assert_allclose(streamed.objective_, expected.objective_, rtol=1e-10)
+    np.testing.assert_allclose(streamed.coef_, expected.coef_, rtol=1e-8, atol=1e-8)
+    source = dataset.source(classes=SPECIES)
+    assert (source.rows, source.read_rows) == (16, 50)
+    sizes = [len(block.target) for block in source.blocks()]
+    assert sum(sizes) == 150 and max(sizes) <= 16
+    assert min(sizes) >= 10  # near-equal pieces: no block of a few rows at a chunk's end
+
+
+def test_memory_cap_bounds_reads_as_well_as_blocks(files, tmp_path):
+    dataset = open_as(files, "iris.parquet", "hard", tmp_path)
+    dataset.rows = None
+    source = dataset.source(classes=SPECIES)
+    assert source.read_rows == 4 * 2**20 // (len(NAMES) * 8)  # ~4 MiB of features per read
+    assert source.rows == 2**16 // 3  # block_rows (before a scan has counted the rows)
+    dataset.rows = 40
+    source = dataset.source(classes=SPECIES)
+    assert (source.rows, source.read_rows) == (40, 40)
+    assert max(len(block.target) for block in source.blocks()) == 40
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_feature_matrix_through_arrow_or_column_by_column(data, order, monkeypatch):
+    X = data[0]
+    batch = pa.record_batch({name: X[:, j] for j, name in enumerate(NAMES)})
+    whole = feature_matrix("f.parquet", batch, NAMES[::-1], order=order)
+    assert whole.flags[f"{order}_CONTIGUOUS"]
+    np.testing.assert_array_equal(whole, X[:, ::-1])
+    monkeypatch.setattr(softreg._files, "_arrow_matrix", lambda *args: None)  # older pyarrow
+    by_column = feature_matrix("f.parquet", batch, NAMES[::-1], order=order)
+    assert by_column.flags[f"{order}_CONTIGUOUS"]
+    np.testing.assert_array_equal(by_column, X[:, ::-1])
+
+
+def test_feature_matrix_of_integer_or_incomplete_columns(data):
+    # Not all float64 without nulls: converted column by column, as exact, or explained.
+    counts = np.arange(150)
+    batch = pa.record_batch({"count": counts, "x": data[0][:, 0]})
+    np.testing.assert_array_equal(
+        feature_matrix("f.parquet", batch, ["count", "x"], order="F"),
+        np.column_stack([counts, data[0][:, 0]]),
+    )
+    missing = pa.array([1.0, None, 3.0])
+    batch = pa.record_batch({"a": missing, "b": pa.array([1.0, 2.0, 3.0])})
+    with pytest.raises(DataError, match=r"f\.parquet: column 'a' has a missing value .* row 2;"):
+        feature_matrix("f.parquet", batch, ["a", "b"], order="F")
 
 
 def test_parquet_glob_and_list_read_the_same_rows_as_the_directory(files):
