@@ -63,11 +63,16 @@ def _cores_taken() -> bool:
     return load >= (os.cpu_count() or 1) + 1
 
 
+def one_blas_thread():
+    """Context manager running BLAS on one thread (the previous setting restored after)."""
+    return _controller().limit(limits=1, user_api="blas")
+
+
 def blas_threads(n_samples: int, n_features: int, n_outputs: int):
     """Context manager limiting BLAS to one thread for small problems, or while the cores are
     taken by other work; a no-op otherwise."""
     if n_samples * n_features * n_outputs < SINGLE_THREAD_BELOW or _cores_taken():
-        return _controller().limit(limits=1, user_api="blas")
+        return one_blas_thread()
     return contextlib.nullcontext()
 
 
