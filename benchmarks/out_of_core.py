@@ -269,7 +269,7 @@ def table(results: list, when: str, took: float) -> str:
             )
     rows += [
         "",
-        "Reads of about 4 MiB of features ("
+        "Reads of about 1 MiB of features ("
         + ", ".join(
             f"{info['warm']['rows_per_read']} rows at {info['n_features']} features"
             for info in results
@@ -343,6 +343,7 @@ def main(argv=None):
     started = time.perf_counter()
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     folder = Path(args.dir or tempfile.mkdtemp(prefix="softreg-oocore-"))
+    folder.mkdir(parents=True, exist_ok=True)
     results = []
     for n_features, limit in zip(args.features, limits, strict=True):
         size = parse_size(args.size) if args.size else 2 * limit + 2**20

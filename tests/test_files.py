@@ -162,7 +162,7 @@ def test_memory_cap_bounds_reads_as_well_as_blocks(files, tmp_path):
     dataset = open_as(files, "iris.parquet", "hard", tmp_path)
     dataset.rows = None
     source = dataset.source(classes=SPECIES)
-    assert source.read_rows == 4 * 2**20 // (len(NAMES) * 8)  # ~4 MiB of features per read
+    assert source.read_rows == 2**20 // (len(NAMES) * 8)  # ~1 MiB of features per read
     assert source.rows == 2**16 // 3  # block_rows (before a scan has counted the rows)
     dataset.rows = 40
     source = dataset.source(classes=SPECIES)
