@@ -215,9 +215,9 @@ def measure(n_features, limit, size, row_group_bytes, folder: Path, max_iter, re
             raise RuntimeError(f"fit failed ({done.returncode}): {done.stderr[-2000:]}")
         lines = [line for line in done.stderr.splitlines() if line.startswith("iteration")]
         info["fit_passes"] = float(lines[-1].split("pass")[1].split()[0])
-        info["fit_summary"] = next(
+        info["fit_summary"] = next(  # the model named without the machine's folder
             line for line in done.stderr.splitlines() if line.startswith("Wrote ")
-        )
+        ).replace(f"{folder}{os.sep}", "")
         info["fit_max_usage"] = usage
         model.unlink(missing_ok=True)
     info["load_after"] = os.getloadavg()
