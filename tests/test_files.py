@@ -170,6 +170,18 @@ def test_memory_cap_bounds_reads_as_well_as_blocks(files, tmp_path):
     assert max(len(block.target) for block in source.blocks()) == 40
 
 
+def test_parquet_passes_column_major_and_batches_row_major(files, data, tmp_path):
+    # A pass takes the cheapest copy out of Arrow (column-major); batches, which callers may
+    # stack into one array (softreg._gather), stay C-ordered so that stacking copies once.
+    dataset = open_as(files, "iris.parquet", "hard", tmp_path)
+    blocks = list(dataset.source(classes=SPECIES).blocks())
+    batches = list(dataset.batches())
+    assert all(block.X.flags.f_contiguous and block.X.shape[0] > 1 for block in blocks)
+    assert all(batch.X.flags.c_contiguous for batch in batches)
+    np.testing.assert_array_equal(np.concatenate([block.X for block in blocks]), data[0])
+    np.testing.assert_array_equal(np.concatenate([batch.X for batch in batches]), data[0])
+
+
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_feature_matrix_through_arrow_or_column_by_column(data, order, monkeypatch):
     X = data[0]

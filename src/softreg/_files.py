@@ -266,9 +266,12 @@ def _arrow_matrix(pa, features, order):
 class FileDataset(Dataset):
     """A dataset whose passes read raw blocks from files (see the module's conventions).
 
-    Subclasses implement ``_raw_blocks(rows)``, yielding ``(block, path, offset)``: a
+    Subclasses implement ``_raw_blocks(rows, order)``, yielding ``(block, path, offset)``: a
     :class:`~softreg._sources.Block` of float features and raw labels, the file it came from
-    and the number of rows of that file before it. They set ``paths`` (checked for changes at
+    and the number of rows of that file before it. ``order`` is the memory layout the
+    features may take where the reader chooses it: ``"C"`` for :meth:`batches` (whose blocks
+    callers may stack into one C-ordered array), ``"F"`` within a pass (the cheapest copy out
+    of Arrow's columns, :func:`feature_matrix`). They set ``paths`` (checked for changes at
     the start of each pass), ``target_names`` (for messages) and the Dataset attributes.
     """
 
@@ -310,12 +313,12 @@ class FileDataset(Dataset):
         read = max(rows, _READ_BYTES // max(self._row_bytes(), 1))
         return max(rows, min(read, int(self.rows))) if self.rows else read
 
-    def _pass(self, rows):
+    def _pass(self, rows, order="F"):
         self._check_unchanged()
-        return prefetch(self._raw_blocks(rows))
+        return prefetch(self._raw_blocks(rows, order))
 
     def batches(self) -> Iterator[Block]:
-        for block, _, _ in self._pass(self._rows(1)):
+        for block, _, _ in self._pass(self._rows(1), order="C"):
             yield block
 
     def scan(self, *, moments=False, labels=True) -> Summary:
@@ -389,7 +392,7 @@ class FileDataset(Dataset):
         """Raw blocks turned into encoded ones (run in the prefetch thread)."""
         dtype = np.dtype(self.dtype)
         per_class = None if class_weight is None else np.asarray(class_weight)
-        for block, path, offset in self._raw_blocks(rows):
+        for block, path, offset in self._raw_blocks(rows, "F"):
             labels = block.target
             if classes is not None:
                 codes = np.searchsorted(classes, labels)
@@ -535,7 +538,7 @@ class MappedDataset(FileDataset):
             return self.label_values[labels]
         return labels if self.label_dtype is None else labels.astype(self.label_dtype)
 
-    def _raw_blocks(self, rows):
+    def _raw_blocks(self, rows, order):  # (memory-mapped rows are C-ordered)
         where = self.where
         for start in range(0, self.n_samples, rows):
             stop = min(start + rows, self.n_samples)

@@ -61,7 +61,7 @@ class ParquetDataset(FileDataset):
         self.target_names = target
         self._remember_files()
 
-    def _raw_blocks(self, rows):
+    def _raw_blocks(self, rows, order):
         pa = import_optional("pyarrow", "io", "reading Parquet files")
         pa_dataset = import_optional("pyarrow.dataset", "io", "reading Parquet files")
         wanted = self.columns + self.target_columns
@@ -87,7 +87,7 @@ class ParquetDataset(FileDataset):
                 for batch in batches:
                     if batch.num_rows == 0:  # a row group of no rows: nothing to convert
                         continue
-                    block = self._convert(path, batch, offset)
+                    block = self._convert(path, batch, offset, order)
                     yield block, path, offset
                     offset += batch.num_rows
             except (pa.ArrowException, OSError) as exc:
@@ -101,14 +101,13 @@ class ParquetDataset(FileDataset):
             where = path if len(self.paths) == 1 else os.path.dirname(path)
             raise DataError(where, "has no data rows.")
 
-    def _convert(self, path, batch, offset):
+    def _convert(self, path, batch, offset, order):
         try:
             # Once a pass has checked every row, the files are known unchanged at each later
             # one (their size and modification time), so their features are not checked
-            # again: the check reads every value twice. Column-major: the cheapest copy out
-            # of Arrow's columns (see feature_matrix).
+            # again: the check reads every value twice.
             X = feature_matrix(
-                path, batch, self.columns, check_finite=not self._validated, order="F"
+                path, batch, self.columns, check_finite=not self._validated, order=order
             )
             if self.target_ndim == 1:
                 labels = _label_column(
