@@ -12,7 +12,7 @@ its libraries (measured when the command starts):
   caps the rows per block so that ``_BLOCKS_IN_FLIGHT`` blocks take at most a quarter of
   the limit; the rest covers the solver's vectors, Newton-CG's curvature cache (64 MiB at
   most), reader buffers and the allocator's slack. The cap bounds a file's reads (chunks of
-  a few MiB, cut into blocks) as well as its blocks; below it the block size is the
+  about 1 MiB, cut into blocks) as well as its blocks; below it the block size is the
   cache-friendly one of :func:`softreg._sources.block_rows`, so a generous limit changes
   nothing but the check.
 * **Checking.** :class:`MemoryGuard` reads the process's anonymous resident memory

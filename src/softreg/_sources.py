@@ -16,9 +16,8 @@ own.
   ``X`` dense (C- or Fortran-ordered: a Parquet chunk is column-major, and the kernels'
   matrix products take either layout at the same speed) or CSR in ``source.dtype``,
   ``target`` integer class codes ``(n,)`` or a float matrix ``(n, n_outputs)`` (soft
-  labels, regression targets), and
-  ``sample_weight`` ``(n,)`` or None for unit weights. Every scan yields the same blocks in
-  the same order.
+  labels, regression targets), and ``sample_weight`` ``(n,)`` or None for unit weights.
+  Every scan yields the same blocks in the same order.
 * ``source.reduce(function, *args, every=1)`` returns ``Σ_b function(index_b, block_b, *args)``
   over the blocks (every ``every``-th one), where ``function`` returns a tuple of floats and
   arrays that are added element by element. This is the one place where per-block results
