@@ -220,7 +220,7 @@ def feature_matrix(path, batch, names, check_finite=True, order="C"):
     unless ``check_finite`` is False (rows that a complete pass has checked already).
     """
     pa = import_optional("pyarrow", "io", "reading tables")
-    X = _arrow_matrix(pa, batch.select(names), order) if batch.num_rows and names else None
+    X = _arrow_matrix(pa, batch, names, order) if batch.num_rows and names else None
     if X is None:
         X = np.empty((batch.num_rows, len(names)), order=order)
         for j, name in enumerate(names):
@@ -239,8 +239,8 @@ def feature_matrix(path, batch, names, check_finite=True, order="C"):
     return X
 
 
-def _arrow_matrix(pa, features, order):
-    """Float64 columns without missing values as one matrix in ``order``, or None otherwise.
+def _arrow_matrix(pa, batch, names, order):
+    """Float64 columns ``names`` without missing values as one matrix in ``order``, or None.
 
     ``RecordBatch.to_tensor`` (pyarrow ≥ 16) fills the matrix in C++ with the GIL released:
     per column, a copy through NumPy costs a few µs of Python holding the GIL, which at 784
@@ -248,14 +248,15 @@ def _arrow_matrix(pa, features, order):
     None where this pyarrow cannot, or a column is not float64 or has missing values: the
     caller then converts (and explains) column by column.
     """
-    if any(kind != pa.float64() for kind in features.schema.types):
-        return None
     try:
+        features = batch.select(names)
+        if any(kind != pa.float64() for kind in features.schema.types):
+            return None
         # malloc, as for NumPy's own arrays: from Arrow's default pool (mimalloc), which
         # keeps freed pages, one pass measured a 600 MiB peak of anonymous memory, 425 here.
         tensor = features.to_tensor(row_major=order == "C", memory_pool=pa.system_memory_pool())
     except (AttributeError, TypeError, pa.ArrowException):  # older pyarrow; missing values
-        return None
+        return None  # (RecordBatch.to_tensor is new in pyarrow 16; the pins allow 14)
     return tensor.to_numpy()
 
 
