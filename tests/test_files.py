@@ -185,7 +185,7 @@ def test_parquet_passes_column_major_and_batches_row_major(files, data, tmp_path
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_feature_matrix_through_arrow_or_column_by_column(data, order, monkeypatch):
     X = data[0]
-    batch = pa.record_batch({name: X[:, j] for j, name in enumerate(NAMES)})
+    batch = pa.RecordBatch.from_arrays([pa.array(column) for column in X.T], names=NAMES)
     whole = feature_matrix("f.parquet", batch, NAMES[::-1], order=order)
     assert whole.flags[f"{order}_CONTIGUOUS"]
     np.testing.assert_array_equal(whole, X[:, ::-1])
@@ -198,13 +198,13 @@ def test_feature_matrix_through_arrow_or_column_by_column(data, order, monkeypat
 def test_feature_matrix_of_integer_or_incomplete_columns(data):
     # Not all float64 without nulls: converted column by column, as exact, or explained.
     counts = np.arange(150)
-    batch = pa.record_batch({"count": counts, "x": data[0][:, 0]})
+    batch = pa.RecordBatch.from_arrays([pa.array(counts), pa.array(data[0][:, 0])], ["count", "x"])
     np.testing.assert_array_equal(
         feature_matrix("f.parquet", batch, ["count", "x"], order="F"),
         np.column_stack([counts, data[0][:, 0]]),
     )
     missing = pa.array([1.0, None, 3.0])
-    batch = pa.record_batch({"a": missing, "b": pa.array([1.0, 2.0, 3.0])})
+    batch = pa.RecordBatch.from_arrays([missing, pa.array([1.0, 2.0, 3.0])], names=["a", "b"])
     with pytest.raises(DataError, match=r"f\.parquet: column 'a' has a missing value .* row 2;"):
         feature_matrix("f.parquet", batch, ["a", "b"], order="F")
 
