@@ -429,6 +429,16 @@ def test_linear_regression_on_dask_arrays_equals_the_in_memory_fit(client):
 # --------------------------------------------------------------------------------------------
 
 
+def parquet_parts(pandas, folder):
+    """problem() as three Parquet files in folder: the frame, y, the glob and a model path."""
+    X, y, _ = problem()
+    frame = pandas.DataFrame(X, columns=[f"f{j}" for j in range(5)])
+    frame["y"] = y
+    for part in range(3):
+        frame.iloc[part * 1000 : (part + 1) * 1000].to_parquet(folder / f"part{part}.parquet")
+    return frame, y, str(folder / "*.parquet"), str(folder / "model.softreg")
+
+
 def test_cli_fit_on_a_dask_cluster_equals_the_in_memory_fit(client, tmp_path):
     pandas = pytest.importorskip("pandas")
     from click.testing import CliRunner
@@ -436,12 +446,7 @@ def test_cli_fit_on_a_dask_cluster_equals_the_in_memory_fit(client, tmp_path):
     from softreg import load
     from softreg.cli import main
 
-    X, y, _ = problem()
-    frame = pandas.DataFrame(X, columns=[f"f{j}" for j in range(5)])
-    frame["y"] = y
-    for part in range(3):
-        frame.iloc[part * 1000 : (part + 1) * 1000].to_parquet(tmp_path / f"part{part}.parquet")
-    data, model = str(tmp_path / "*.parquet"), str(tmp_path / "model.softreg")
+    frame, y, data, model = parquet_parts(pandas, tmp_path)
     address = client.scheduler.address
     options = ["--alpha", "1e-3", "--tol", "1e-10", "-q"]
     result = CliRunner().invoke(
@@ -463,12 +468,7 @@ def test_cli_checkpoint_on_a_dask_cluster_resumes_to_the_in_memory_fit(client, t
     from softreg import load
     from softreg.cli import main
 
-    X, y, _ = problem()
-    frame = pandas.DataFrame(X, columns=[f"f{j}" for j in range(5)])
-    frame["y"] = y
-    for part in range(3):
-        frame.iloc[part * 1000 : (part + 1) * 1000].to_parquet(tmp_path / f"part{part}.parquet")
-    data, model = str(tmp_path / "*.parquet"), str(tmp_path / "model.softreg")
+    frame, y, data, model = parquet_parts(pandas, tmp_path)
     checkpoint = tmp_path / "fit.ckpt"
     args = ["fit", data, "--target", "y", "-o", model, "--checkpoint", str(checkpoint)]
     args += ["--dask-scheduler", client.scheduler.address, "--alpha", "1e-3", "--tol", "1e-10"]
