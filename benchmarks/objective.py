@@ -10,15 +10,17 @@ Every tool's result is graded by this one function, in float64 whatever the tool
 exists it is used instead, after checking that both agree to 1e-12 relative; the
 independent evaluator here stays as that check.
 
-The reference optimum of a case: float64 L-BFGS, then Newton-CG until softreg's certificate
-bounds the relative gap by 1e-13 (or time runs out; the bound reached is recorded). It is
-cached under ``benchmarks/results/cache/reference/`` keyed by a hash of the data.
+The reference optimum of a case: softreg's Newton-CG (float64 L-BFGS-B without softreg),
+then this module's own Newton-CG until the certificate bounds the relative gap by 1e-13 (or
+time runs out; the bound reached is recorded). It is cached under
+``benchmarks/results/cache/reference/`` keyed by a hash of the data.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import numpy as np
 import scipy.optimize
@@ -238,6 +240,38 @@ def certified_gap(X, y, n_classes, alpha, theta, fit_intercept=True) -> float:
     return evaluation.gap_bound / abs(evaluation.objective)
 
 
+def _start(problem: _Problem, X, y, case: Case, time_limit: float):
+    """The point the polish starts from: softreg's Newton-CG to its own certificate, else
+    scipy's L-BFGS-B for ``time_limit`` seconds.
+
+    Whichever solver finds it, the reference is judged by the certificate computed here
+    (a duality gap: a bound that holds for any point), and every tool, softreg included,
+    is graded against it by the shared evaluator; a tool that went below it would show a
+    negative gap. softreg's preconditioned Newton-CG reaches a 1e-13 bound in a minute where
+    L-BFGS-B does not in several (the 50000 × 256 × 1000 case at alpha 1e-4).
+    """
+    try:
+        from softreg import SoftmaxRegression
+    except ImportError:
+        SoftmaxRegression = None
+    if SoftmaxRegression is not None and case.alpha > 0:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = SoftmaxRegression(
+                alpha=case.alpha,
+                fit_intercept=case.fit_intercept,
+                solver="newton-cg",
+                tol=1e-14,
+                max_iter=500,
+            ).fit(X, y)
+        classes = np.arange(problem.n_classes)
+        if np.array_equal(model.classes_, classes):
+            theta = np.column_stack([model.coef_, model.intercept_]).astype(np.float64)
+            return theta, f"softreg Newton-CG, {model.n_iter_} iterations"
+    theta, n_iter = _lbfgs(problem, time_limit)
+    return theta, f"float64 L-BFGS-B, {n_iter} iterations"
+
+
 def _lbfgs(problem: _Problem, time_limit: float):
     """scipy's L-BFGS-B (memory 50) on the float64 problem, stopped after ``time_limit``."""
     shape = (problem.n_classes, problem.n_features + 1)
@@ -265,7 +299,8 @@ def _lbfgs(problem: _Problem, time_limit: float):
 def reference_optimum(case: Case, data: Dataset, time_budget: float = 60.0, log=print) -> dict:
     """The reference optimum of ``case``, from the cache or computed now.
 
-    Float64 L-BFGS for ``time_budget`` seconds, then Newton-CG until softreg's certificate
+    softreg's Newton-CG (or float64 L-BFGS for ``time_budget`` seconds), then Newton-CG until
+    softreg's certificate
     bounds the relative gap by 1e-13 (or for at most twice ``time_budget``). Returns a dict
     with ``coef``, ``intercept``, ``objective``, ``gradient_norm`` (2-norm over ``[W | b]``),
     ``certified_gap`` (softreg's certified bound on the relative gap) and ``method``.
@@ -289,9 +324,9 @@ def reference_optimum(case: Case, data: Dataset, time_budget: float = 60.0, log=
     X = data.X_train.astype(np.float64) if not sp.issparse(data.X_train) else data.X_train
     y = data.y_train
     problem = _Problem(X, y, data.n_classes, case.alpha, case.fit_intercept)
-    theta, n_iter = _lbfgs(problem, time_budget)
     fit_b = case.fit_intercept
-    lbfgs_value = objective_value(X, y, theta[:, :-1], theta[:, -1], case.alpha)
+    theta, start_method = _start(problem, X, y, case, time_budget)
+    start_value = objective_value(X, y, theta[:, :-1], theta[:, -1], case.alpha)
     polish_start = time.perf_counter()
     theta, value, gradient_norm = newton_polish(
         problem,
@@ -305,7 +340,7 @@ def reference_optimum(case: Case, data: Dataset, time_budget: float = 60.0, log=
     # Where the certificate is loose, the gradient gives a sharper (uncertified) estimate.
     estimate = min(bound, gradient_norm**2 / (2 * case.alpha * abs(value)))
     method = (
-        f"float64 L-BFGS-B, {n_iter} iterations (R = {lbfgs_value:.15g}), then Newton-CG "
+        f"{start_method} (R = {start_value:.15g}), then Newton-CG "
         f"for {polish_seconds:.0f} s; softreg certifies a relative gap <= {bound:.1e}, "
         f"‖∇R‖²/(2αR*) = {gradient_norm**2 / (2 * case.alpha * abs(value)):.1e}"
     )

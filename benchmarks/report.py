@@ -15,6 +15,7 @@ import os
 import platform
 import re
 import subprocess
+from collections import defaultdict
 from importlib import metadata
 from pathlib import Path
 
@@ -799,10 +800,10 @@ def _evaluator(results: dict) -> str:
 
 
 def _method(results: dict) -> list[str]:
-    config = {
-        key: f"{value:g}" if isinstance(value, float) else value
-        for key, value in results["config"].items()
-    }
+    # Results saved before traced fits existed lack their settings: shown as "—".
+    config = defaultdict(lambda: "—")
+    for key, value in results["config"].items():
+        config[key] = f"{value:g}" if isinstance(value, float) else value
     return [
         "- Same problem for every tool: `R(W, b) = mean cross-entropy + (α/2)‖W‖²_F` (intercept "
         "not penalised); scikit-learn `LogisticRegression(C=1/(α n))`; PyTorch `nn.Linear` with "
@@ -813,30 +814,38 @@ def _method(results: dict) -> list[str]:
         "2, 3, 4, 6, 9, … (×1.5 per rung) with every tolerance at its minimum (softreg "
         "`tol=1e-300`, scikit-learn `tol=0`, PyTorch `tolerance_grad=tolerance_change=0`), each "
         "timed end to end including input checks, after one untimed warm-up fit on 2000 rows; "
-        "every fit's objective is evaluated afterwards by the one float64 evaluator. The time "
-        "to a gap is that of the fastest fit within it; the first fit within each gap is timed "
-        f"again, {config['repeats']} times or more (enough for 0.5 s) when it takes at most "
-        f"{config['retime_max_seconds']} s, and the median is used. A tool's ladder stops at a "
-        "gap of 1e-9, after two rungs without progress, or before its fits add up to more than "
-        f"its budget: {config['cap_seconds']} s for softreg; for a peer, "
-        f"{config['cap_factor']}× the fastest time to 1e-6 seen so far in the case, within "
-        f"[{config['cap_floor_seconds']} s, {config['cap_seconds']} s]. `>` then gives its "
-        "last fit's time as a lower bound. The ladder over-states every tool's time by up to "
-        "the rung factor 1.5 alike. Budgets this short keep the full run near an hour on 2 "
-        "cores; `--cap SECONDS` gives every tool more.",
+        "every fit's objective is evaluated afterwards by the one float64 evaluator. Where a "
+        f"rung takes over {config['trace_after_seconds']} s, the tools that can report their "
+        "iterates (softreg, scikit-learn lbfgs and newton-cg, PyTorch: *traced*) switch to one "
+        "fit run on: at the same schedule of iterations its iterate is copied and graded with "
+        "the clock stopped, so each rung's time is that fit's time to the iterate, without the "
+        "refits. PyTorch reports the point of each evaluation, line-search trials included. "
+        "The time to a gap is that of the fastest fit within it; the first fit within each gap "
+        f"is timed again, {config['repeats']} times or more (enough for 0.5 s) when it takes at "
+        f"most {config['retime_max_seconds']} s, and the median is used. A tool stops at a gap "
+        "of 1e-9, after two rungs without progress, or at its budget: "
+        f"{config['cap_seconds']} s for softreg; for a traced peer "
+        f"{config['trace_cap_factor']}× the fastest time to 1e-6 seen so far in the case (one "
+        f"that does not reach 1e-6 in it is over {config['trace_cap_factor']}× slower); for the "
+        f"others, whose ladders of refits cost 2–3× their last fit, {config['cap_factor']}× "
+        f"within {config['ladder_cap_seconds']} s; never under {config['cap_floor_seconds']} s. "
+        "`>` then gives the last time reached as a lower bound. The schedule over-states every "
+        "tool's time by up to the rung factor 1.5 alike.",
         "- softreg is also run as a user would, stopping on its own certificate at `tol=1e-6` "
         "(relative gap bound), where its ladder reached 1e-6; shown under each case.",
-        "- Reference optimum: float64 L-BFGS-B (memory 50) for "
-        f"{config['reference_seconds']} s, then Newton-CG with exact Hessian products for up "
-        "to twice that, until softreg's certificate bounds the relative gap by 1e-13; cached by "
+        "- Reference optimum: softreg's Newton-CG at `tol=1e-14`, then the benchmark's own "
+        "Newton-CG with exact Hessian products for up to "
+        f"{2 * float(results['config']['reference_seconds']):g} s, until the certificate "
+        "(a duality gap, a bound for any point) bounds the relative gap by 1e-13; cached by "
         "a hash of the data. Relative gap = (R − R*) / R*. Its accuracy is estimated as the "
         "smaller of the certified bound and ‖∇R‖²/(2αR*); targets below ten times that are "
         "marked as not measurable.",
         "- Each measurement runs in a fresh process with the thread count set by environment "
         "(`OMP_NUM_THREADS`, `OPENBLAS_NUM_THREADS`, `MKL_NUM_THREADS`), threadpoolctl and "
         "`torch.set_num_threads`. One-thread runs: softreg and the best scikit-learn BLAS "
-        "solver of the all-core run; sag and saga are single-threaded loops without BLAS, run "
-        "once and counted at both thread counts.",
+        "solver of the all-core run, where softreg's all-core time to 1e-6 is at most "
+        f"{config['single_thread_max_seconds']} s; sag and saga are single-threaded loops "
+        "without BLAS, run once and counted at both thread counts.",
         "- scikit-learn's newton-cholesky is left out above 2000 parameters (it forms a dense "
         "Hessian every iteration).",
     ]

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
+from unittest.mock import patch
 
 import numpy as np
 import scipy.sparse as sp
@@ -45,6 +47,74 @@ TORCH_HISTORY_SIZE = 20
 # parameters at every iteration, n_samples · n_params² flops: on fashion-mnist (7850
 # parameters) one iteration took over 60 s here. Above this many parameters it is left out.
 NEWTON_CHOLESKY_MAX_PARAMS = 2_000
+
+
+class TraceStopError(Exception):
+    """Raised by a trace (see ``benchmarks.worker.Trace``) to end a traced fit early."""
+
+
+def _sklearn_parameters(flat, n_classes, n_features):
+    """scikit-learn's ravelled multinomial parameters as (coef, intercept).
+
+    Its lbfgs and newton-cg solvers optimise ``w.reshape((n_classes, -1), order="F")``, the
+    intercept in the last column (``sklearn.linear_model._logistic``).
+    """
+    matrix = np.reshape(flat, (n_classes, -1), order="F")
+    if matrix.shape[1] != n_features + 1:
+        raise ValueError(f"scikit-learn's parameters have shape {matrix.shape}")
+    return matrix[:, :n_features].copy(), matrix[:, n_features].copy()
+
+
+@contextmanager
+def _sklearn_traced(solver, trace, n_classes, n_features):
+    """Report each iterate of scikit-learn's lbfgs or newton-cg to ``trace(count, parameters)``.
+
+    lbfgs: scipy's ``minimize`` is given a callback, called with each iterate (``callback(xk)``,
+    after sklearn's own, if any). newton-cg: its ``grad_hess`` runs once per outer iteration,
+    at the iterate; the wrapper reports that iterate first. Nothing else changes.
+    """
+    if trace is None:
+        yield
+        return
+    from sklearn.linear_model import _logistic
+
+    def report(count, flat):
+        trace(count, lambda: _sklearn_parameters(flat, n_classes, n_features))
+
+    if solver == "lbfgs":
+        original = _logistic.optimize.minimize
+
+        def minimize(fun, x0, *args, callback=None, **kwargs):
+            count = [0]
+
+            def each(xk):
+                count[0] += 1
+                report(count[0], xk)
+                if callback is not None:
+                    callback(xk)
+
+            return original(fun, x0, *args, callback=each, **kwargs)
+
+        with patch.object(_logistic.optimize, "minimize", minimize):
+            yield
+    elif solver == "newton-cg":
+        original = _logistic._newton_cg
+
+        def newton_cg(grad_hess, *args, **kwargs):
+            count = [-1]
+
+            def traced(w, *more):
+                count[0] += 1
+                if count[0] > 0:
+                    report(count[0], w)
+                return grad_hess(w, *more)
+
+            return original(traced, *args, **kwargs)
+
+        with patch.object(_logistic, "_newton_cg", newton_cg):
+            yield
+    else:
+        raise ValueError(f"no trace for scikit-learn's {solver!r}")
 
 
 @dataclass
@@ -65,6 +135,7 @@ class Tool:
     uses_threads: bool = True
     intercept: bool = True  # False: races only on the objective without intercepts
     full_fits: bool = False  # True: ignores max_iter, every fit runs to the tool's own stop
+    traced: bool = False  # True: fit(..., trace=...) reports each iterate (one fit, no ladder)
 
     def unsupported_reason(self, n_features: int, n_classes: int, sparse=False) -> str | None:
         """Why this tool cannot run on a data set of this shape (None when it can)."""
@@ -81,10 +152,50 @@ class Tool:
         return None
 
 
-def _fit_softreg(X, y, n_classes, alpha, max_iter, tol=1e-300, fit_intercept=True):
+@contextmanager
+def _softreg_traced(trace):
+    """Report each iterate of a softreg fit to ``trace(count, parameters)``.
+
+    softreg's solvers hand every iterate to ``Monitor.record`` (which keeps ``history_`` and
+    tests the stopping rule); the wrapper reports the iterate first, unpacked into
+    ``(coef, intercept)`` by the fit's ``Objective``.
+    """
+    if trace is None:
+        yield
+        return
+    from softreg import SoftmaxRegression, _solvers
+
+    fitting = {}
+    minimize, record = SoftmaxRegression._minimize, _solvers.Monitor.record
+
+    def traced_minimize(self, objective, *args, **kwargs):
+        fitting["objective"] = objective
+        return minimize(self, objective, *args, **kwargs)
+
+    def parameters(theta):
+        coef, intercept = fitting["objective"].unpack(theta)
+        coef = np.array(coef, dtype=np.float64)
+        if intercept is None:
+            return coef, np.zeros(coef.shape[0])
+        return coef, np.array(intercept, dtype=np.float64)
+
+    def traced_record(self, evaluation, theta):
+        count = len(self.objective)  # the iterate's number (0: the start)
+        if count > 0:
+            trace(count, lambda: parameters(theta))
+        return record(self, evaluation, theta)
+
+    with (
+        patch.object(SoftmaxRegression, "_minimize", traced_minimize),
+        patch.object(_solvers.Monitor, "record", traced_record),
+    ):
+        yield
+
+
+def _fit_softreg(X, y, n_classes, alpha, max_iter, tol=1e-300, fit_intercept=True, trace=None):
     from softreg import SoftmaxRegression
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _softreg_traced(trace):
         warnings.simplefilter("ignore")
         model = SoftmaxRegression(
             alpha=alpha, tol=tol, max_iter=max_iter, fit_intercept=fit_intercept
@@ -93,7 +204,7 @@ def _fit_softreg(X, y, n_classes, alpha, max_iter, tol=1e-300, fit_intercept=Tru
 
 
 def _sklearn_fitter(solver):
-    def fit(X, y, n_classes, alpha, max_iter):
+    def fit(X, y, n_classes, alpha, max_iter, trace=None):
         from sklearn.linear_model import LogisticRegression
 
         model = LogisticRegression(
@@ -103,7 +214,7 @@ def _sklearn_fitter(solver):
             max_iter=max_iter,
             random_state=0,
         )
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _sklearn_traced(solver, trace, n_classes, X.shape[1]):
             warnings.simplefilter("ignore")
             model.fit(X, y)
         return Fitted(
@@ -134,7 +245,7 @@ def _torch_logits(model, X_torch):
     return model(X_torch)
 
 
-def _fit_torch(X, y, n_classes, alpha, max_iter):
+def _fit_torch(X, y, n_classes, alpha, max_iter, trace=None):
     import torch
     from torch.nn import functional
 
@@ -155,7 +266,14 @@ def _fit_torch(X, y, n_classes, alpha, max_iter):
         line_search_fn="strong_wolfe",
     )
 
+    def parameters():
+        return model.weight.detach().numpy().copy(), model.bias.detach().numpy().copy()
+
     def closure():
+        if trace is not None:
+            # The point about to be evaluated, counted by the iteration under way (a
+            # line-search trial; the strong Wolfe search most often accepts its first).
+            trace(optimizer.state[optimizer._params[0]].get("n_iter", 0), parameters)
         optimizer.zero_grad()
         loss = functional.cross_entropy(_torch_logits(model, X_torch), y_torch)
         loss = loss + 0.5 * alpha * torch.sum(model.weight * model.weight)
@@ -247,10 +365,12 @@ def _fit_mlpack(X, y, n_classes, alpha, max_iter, fit_intercept=True):
 # The order in which a case runs them: softreg first, then the usual peers, so that the
 # budget of the slower solvers can be set from the fastest time seen (see benchmarks.run).
 TOOLS = {
-    "softreg": Tool("softreg", "softreg", _fit_softreg),
-    "sklearn-lbfgs": Tool("sklearn-lbfgs", "sklearn", _sklearn_fitter("lbfgs")),
-    "torch-lbfgs": Tool("torch-lbfgs", "torch", _fit_torch),
-    "sklearn-newton-cg": Tool("sklearn-newton-cg", "sklearn", _sklearn_fitter("newton-cg")),
+    "softreg": Tool("softreg", "softreg", _fit_softreg, traced=True),
+    "sklearn-lbfgs": Tool("sklearn-lbfgs", "sklearn", _sklearn_fitter("lbfgs"), traced=True),
+    "torch-lbfgs": Tool("torch-lbfgs", "torch", _fit_torch, traced=True),
+    "sklearn-newton-cg": Tool(
+        "sklearn-newton-cg", "sklearn", _sklearn_fitter("newton-cg"), traced=True
+    ),
     "sklearn-newton-cholesky": Tool(
         "sklearn-newton-cholesky", "sklearn", _sklearn_fitter("newton-cholesky")
     ),

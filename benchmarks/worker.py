@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import datasets, objective, passes
-from benchmarks.tools import TOOLS
+from benchmarks.tools import TOOLS, Fitted, TraceStopError
 
 
 def _status_kib(field: str) -> int:
@@ -99,6 +99,58 @@ def _one_row_seconds(predict_proba, X) -> float:
     return timing["median"]
 
 
+class Trace:
+    """One fit of a traced tool (``Tool.traced``), its iterates graded off the clock.
+
+    The tool calls ``trace(count, parameters)`` at each iterate (``count``: its iteration).
+    At the counts of the ladder's schedule (1, 2, 3, 4, 6, 9, … from ``first``), and once the
+    budget is spent, the clock is stopped, ``parameters()`` copied and graded by the shared
+    evaluator, and the clock restarted: a rung's ``seconds`` is the fit's time to that
+    iterate with the grading left out. It raises ``TraceStopError`` when the gap reaches
+    ``target`` or the budget is spent. One such fit replaces the ladder's rungs beyond
+    ``first``, which would cost two to three times as much (each rung refits from the start).
+    """
+
+    def __init__(self, grade, target: float, budget: float, first: int):
+        self.grade, self.target, self.budget, self.next = grade, target, budget, first
+        self.rungs: list[dict] = []
+        self.best: tuple | None = None
+        self.start = time.perf_counter()
+        self.paused = 0.0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start - self.paused
+
+    def record(self, count: int, coef, intercept, seconds: float) -> float:
+        value, gap = self.grade(coef, intercept)
+        self.rungs.append(
+            {
+                "max_iter": count,
+                "n_iter": count,
+                "seconds": seconds,
+                "objective": value,
+                "gap": gap,
+                "traced": True,
+            }
+        )
+        if self.best is None or value <= self.best[0]:
+            self.best = (value, coef, intercept, count, len(self.rungs) - 1)
+        return gap
+
+    def __call__(self, count: int, parameters) -> None:
+        seconds = self.elapsed()
+        spent = seconds > self.budget
+        if count < self.next and not spent:
+            return
+        paused_at = time.perf_counter()
+        coef, intercept = parameters()
+        gap = self.record(count, coef, intercept, seconds)
+        self.next = next_max_iter(count)
+        self.paused += time.perf_counter() - paused_at
+        if gap <= self.target or spent:
+            raise TraceStopError(f"reached {self.target:g}" if gap <= self.target else "budget")
+
+
 def run_ladder(spec: dict) -> dict:
     data = datasets.load(spec["dataset"])
     tool = TOOLS[spec["tool"]]
@@ -113,7 +165,11 @@ def run_ladder(spec: dict) -> dict:
 
     # Warm-up on a few rows: imports, thread pools and first-call costs stay out of the times.
     warm = min(X.shape[0], 2000)
-    tool.fit(X[:warm], y[:warm], n_classes, alpha, 2, **options)
+    warmed = tool.fit(X[:warm], y[:warm], n_classes, alpha, 2, **options)
+
+    def grade(coef, intercept):
+        value = objective.objective_value(X_eval, y, coef, intercept, alpha)
+        return value, (value - reference) / abs(reference)
 
     rungs, kept, total, max_iter, stop = [], {}, 0.0, 1, ""
     while True:
@@ -121,8 +177,7 @@ def run_ladder(spec: dict) -> dict:
             start = time.perf_counter()
             fitted = tool.fit(X, y, n_classes, alpha, max_iter, **options)
             seconds = time.perf_counter() - start
-        value = objective.objective_value(X_eval, y, fitted.coef, fitted.intercept, alpha)
-        gap = (value - reference) / abs(reference)
+        value, gap = grade(fitted.coef, fitted.intercept)
         rungs.append(
             {
                 "max_iter": max_iter,
@@ -139,8 +194,11 @@ def run_ladder(spec: dict) -> dict:
         total += seconds
         best_before = min((r["objective"] for r in rungs[:-2]), default=math.inf)
         following = next_max_iter(max_iter)
+        remaining = spec["cap_seconds"] - total
         if gap <= min(targets):
             stop = f"reached {min(targets):g}"
+        elif tool.traced and seconds > spec.get("trace_after_seconds", 1.0) and remaining > seconds:
+            stop = "trace"
         elif len(rungs) >= 4 and min(r["objective"] for r in rungs[-2:]) >= best_before - (
             1e-14 * abs(reference)
         ):
@@ -152,6 +210,31 @@ def run_ladder(spec: dict) -> dict:
         if stop:
             break
         max_iter = following
+
+    if stop == "trace":
+        trace = Trace(grade, min(targets), remaining, next_max_iter(max_iter))
+        with PeakMemory() as memory:
+            trace.start = time.perf_counter()
+            try:
+                fitted = tool.fit(
+                    X, y, n_classes, alpha, spec["max_iter_limit"], trace=trace, **options
+                )
+            except TraceStopError as reason:
+                stop = f"one traced fit: {reason}"
+            else:
+                seconds = trace.elapsed()
+                trace.record(fitted.n_iter, fitted.coef, fitted.intercept, seconds)
+                stop = "one traced fit: the tool's own stop"
+                del fitted
+        for rung in trace.rungs:
+            rung["peak_extra_mb"] = memory.extra_mb
+        offset = len(rungs)
+        rungs.extend(trace.rungs)
+        if trace.best is not None and trace.best[0] <= kept["value"]:
+            value, coef, intercept, count, index = trace.best
+            # The tool's predict_proba from its warm-up fit: the same shapes, the same speed.
+            model = Fitted(coef, intercept, count, warmed.predict_proba)
+            kept = {"value": value, "fitted": model, "rung": offset + index}
 
     # Time again the first rung within each target (more often when it is short); a target's
     # time is that of the fastest fit within it, by the median of each fit's timings.
