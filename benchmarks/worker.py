@@ -99,14 +99,19 @@ def _one_row_seconds(predict_proba, X) -> float:
     return timing["median"]
 
 
+# A traced fit is graded again once its time has grown by this factor (see Trace).
+TRACE_TIME_FACTOR = 1.1
+
+
 class Trace:
     """One fit of a traced tool (``Tool.traced``), its iterates graded off the clock.
 
     The tool calls ``trace(count, parameters)`` at each iterate (``count``: its iteration).
-    At the counts of the ladder's schedule (1, 2, 3, 4, 6, 9, … from ``first``), and once the
-    budget is spent, the clock is stopped, ``parameters()`` copied and graded by the shared
-    evaluator, and the clock restarted: a rung's ``seconds`` is the fit's time to that
-    iterate with the grading left out. It raises ``TraceStopError`` when the gap reaches
+    At the counts of the ladder's schedule (1, 2, 3, 4, 6, 9, … from ``first``), whenever the
+    fit's time has grown by 10 % since the last grading, and once the budget is spent, the
+    clock is stopped, ``parameters()`` copied and graded by the shared evaluator, and the
+    clock restarted: a rung's ``seconds`` is the fit's time to that iterate with the grading
+    left out. It raises ``TraceStopError`` when the gap reaches
     ``target`` or the budget is spent. One such fit replaces the ladder's rungs beyond
     ``first``, which would cost two to three times as much (each rung refits from the start).
     """
@@ -117,6 +122,7 @@ class Trace:
         self.best: tuple | None = None
         self.start = time.perf_counter()
         self.paused = 0.0
+        self.last_graded = math.inf  # no grading by time before the first at a count
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start - self.paused
@@ -140,12 +146,16 @@ class Trace:
     def __call__(self, count: int, parameters) -> None:
         seconds = self.elapsed()
         spent = seconds > self.budget
-        if count < self.next and not spent:
+        # Graded at the schedule's counts, and whenever the fit's time has grown by a tenth
+        # since the last grading: Newton's late iterations each cost many early ones.
+        late = seconds > TRACE_TIME_FACTOR * self.last_graded
+        if count < self.next and not late and not spent:
             return
         paused_at = time.perf_counter()
         coef, intercept = parameters()
         gap = self.record(count, coef, intercept, seconds)
         self.next = next_max_iter(count)
+        self.last_graded = seconds
         self.paused += time.perf_counter() - paused_at
         if gap <= self.target or spent:
             raise TraceStopError(f"reached {self.target:g}" if gap <= self.target else "budget")
