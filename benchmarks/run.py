@@ -52,7 +52,9 @@ class Config:
     reference_seconds: float  # time given to scikit-learn's tight reference fit
     pass_budget: float  # seconds of repeats per loss+gradient pass timing
     max_iter_limit: int = 100000
-    trace_after_seconds: float = 1.0  # a traced tool's ladder turns into one traced fit here
+    # A traced tool's ladder turns into one traced fit once a rung takes this long: the ladder
+    # costs 2-3x its last rung, which would eat the budget that shows how much slower a peer is.
+    trace_after_seconds: float = 0.1
     all_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
 
 
@@ -323,20 +325,24 @@ class Harness:
                 candidates.append((rank, tool))
         return min(candidates)[1] if candidates else "sklearn-lbfgs"
 
-    def budget(self, record: dict, name: str) -> float:
+    def budget(self, record: dict, name: str, threads: int) -> float:
         """Budget of one tool: softreg gets the full cap; a peer gets at least the floor and at
         most ``trace_cap_factor`` (traced) or ``cap_factor`` (a ladder of refits, which costs
         two to three times its last fit) times the fastest time to 1e-6 seen so far in this
-        case, within ``cap_seconds`` (traced) or ``ladder_cap_seconds``."""
+        case at the same thread count, within ``cap_seconds`` (traced) or
+        ``ladder_cap_seconds``."""
         config = self.config
         if name == "softreg":
             return config.cap_seconds
         traced = TOOLS[name].traced
         cap = config.cap_seconds if traced else min(config.cap_seconds, config.ladder_cap_seconds)
+        # Times at this thread count (sag and saga, run once, count at any).
         times = [
             entry["reached"]["1e-06"]["seconds"]
-            for entry in record["entries"].values()
-            if entry.get("ok") and "1e-06" in entry.get("reached", {})
+            for key, entry in record["entries"].items()
+            if entry.get("ok")
+            and "1e-06" in entry.get("reached", {})
+            and (key.endswith(f"@{threads}") or key.startswith(("sklearn-sag@", "sklearn-saga@")))
         ]
         if not times:
             return cap
@@ -354,7 +360,7 @@ class Harness:
             "threads": threads,
             "reference_objective": record["reference"]["objective"],
             "targets": list(TARGETS),
-            "cap_seconds": self.budget(record, name),
+            "cap_seconds": self.budget(record, name, threads),
             "retime_max_seconds": config.retime_max_seconds,
             "repeats": config.repeats,
             "max_iter_limit": config.max_iter_limit,
