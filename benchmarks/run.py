@@ -490,6 +490,12 @@ def parse_arguments(argv):
         help="only compute (and cache) the reference optima of the cases",
     )
     parser.add_argument(
+        "--profile-misses",
+        metavar="RESULTS_JSON",
+        help="only profile softreg where a saved run (a part cut short before its profiles) "
+        "misses a goal; the profiles are added to that file",
+    )
+    parser.add_argument(
         "--render",
         nargs="+",
         metavar="RESULTS_JSON",
@@ -505,6 +511,14 @@ def main(argv=None) -> int:
         print(report.write(report.merge(parts) if len(parts) > 1 else parts[0]))
         return 0
     config = quick_config() if args.quick else full_config()
+    if args.profile_misses:
+        path = Path(args.profile_misses)
+        harness = Harness(config)
+        harness.results = json.loads(path.read_text())
+        config.all_threads = harness.results["config"]["all_threads"]
+        harness.profiles()
+        path.write_text(json.dumps(harness.results, indent=1, default=float))
+        return 0
     if args.cases:
         unknown = sorted(set(args.cases) - set(datasets.DATASET_NAMES))
         if unknown:

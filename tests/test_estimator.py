@@ -317,6 +317,49 @@ def test_csr_and_dense_fits_agree(digits):
     assert_array_equal(csr.predict(X), dense.predict(X))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_rows", [1, 3, 400])
+def test_sparse_rows_score_like_dense_ones(monkeypatch, dtype, n_rows):
+    """Few CSR rows gather W's columns, many use a transposed copy of W: both give the
+    dense logits, with empty rows, duplicate and unsorted indices."""
+    from softreg import _estimator
+
+    rng = np.random.default_rng(7)
+    X_fit = rng.normal(size=(60, 50)).astype(dtype)
+    model = SoftmaxRegression(alpha=1e-1).fit(X_fit, rng.integers(0, 4, 60))
+    dense = sp.random(n_rows, 50, density=0.1, random_state=3, dtype=dtype).toarray()
+    dense[0, 0] = 1.5  # the first row is never empty
+    if n_rows > 1:
+        dense[-1] = 0.0  # an empty row
+    # CSR built by hand: in each row the first entry stored twice as halves, indices reversed.
+    data, indices, indptr = [], [], [0]
+    for row in dense:
+        (columns,) = np.nonzero(row)
+        values = row[columns]
+        if columns.size:
+            columns = np.concatenate([columns[:1], columns])[::-1]
+            values = np.concatenate([values[:1] / 2, values[:1] / 2, values[1:]])[::-1]
+        data.extend(values)
+        indices.extend(columns)
+        indptr.append(len(indices))
+    rows = sp.csr_matrix(
+        (np.array(data, dtype=dtype), np.array(indices), np.array(indptr)), shape=dense.shape
+    )
+    assert n_rows == 1 or not rows.has_sorted_indices
+    expected = dense @ model.coef_.T + model.intercept_
+    tolerance = 1e-12 if dtype == np.float64 else 1e-5
+    for limit in (2**20, 0):  # gathered, then through the transposed copy
+        monkeypatch.setattr(_estimator, "_GATHER_MAX_PRODUCTS", limit)
+        logits = model.decision_function(rows)
+        assert logits.dtype == dtype and logits.flags.c_contiguous
+        assert_allclose(logits, expected, rtol=0, atol=tolerance)
+        assert_allclose(model.predict_proba(rows), model.predict_proba(dense), atol=tolerance)
+    # Served without scikit-learn's validation, bad entries still meet it (see _decision).
+    rows.data[0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.predict_proba(rows)
+
+
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_float32_agrees_with_float64_to_float32_precision(digits, solver):
     """The certified quantity, R, agrees to float32 precision; the rest follows from it."""

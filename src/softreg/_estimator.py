@@ -330,12 +330,13 @@ class _LinearModel(BaseEstimator):
 
         scikit-learn's validation costs ~50-100 µs a call whatever the size, most of the time
         to predict one row, and one more pass over ``X`` in a batch. A native float64 or
-        float32 ndarray with rows and the fitted number of columns comes out of it as is,
+        float32 ndarray or CSR matrix with rows and the fitted number of columns comes out of
+        it as is,
         when the model was fitted without feature names (otherwise it checks them, and
         warns) and its entries are finite (:meth:`_decision` checks that on the logits).
         """
         return (
-            type(X) is np.ndarray
+            (type(X) is np.ndarray or (sp.issparse(X) and X.format == "csr"))
             and (X.dtype == np.float64 or X.dtype == np.float32)
             and X.ndim == 2
             and X.shape[0] > 0
@@ -347,7 +348,7 @@ class _LinearModel(BaseEstimator):
     def _block_decision(self, X):
         """``X Wᵀ + b`` for validated rows ``X`` (dense or CSR)."""
         coef = np.atleast_2d(self.coef_).astype(X.dtype, copy=False)
-        scores = np.asarray(X @ coef.T)
+        scores = _sparse_rows_times(X, coef) if sp.issparse(X) else X @ coef.T
         scores += np.atleast_1d(self.intercept_).astype(X.dtype, copy=False)
         return scores
 
@@ -844,6 +845,34 @@ class SoftmaxRegression(ClassifierMixin, OnlineMixin, _LinearModel):
                 f"its classes are {self.classes_.tolist()!r}."
             )
         return super().score(X, y, sample_weight=sample_weight)
+
+
+# Above this many products (stored entries × classes), CSR rows are multiplied by a
+# C-ordered copy of Wᵀ instead of gathering W's columns: the copy then costs less than the
+# gather's temporary array (see _sparse_rows_times).
+_GATHER_MAX_PRODUCTS = 2**20
+
+
+def _sparse_rows_times(X, coef):
+    """``X Wᵀ`` for CSR rows ``X`` and dense ``W`` (n_classes × n_features), C-ordered.
+
+    scipy multiplies a CSR matrix by a C-ordered dense one only, so ``X @ W.T`` copies all of
+    ``W``: 14.8 ms for one row of sector (55197 features, 105 classes) against 0.11 ms for
+    scikit-learn, whose ``coef_`` is already transposed for the product. For a few rows the
+    columns of ``W`` that the stored entries touch are gathered instead (``W[:, j]`` times
+    ``x_ij``) and summed per row: work in the stored entries, not in ``W``'s size. Duplicate
+    or unsorted indices need no care: each stored entry adds its own product.
+    """
+    n_rows = X.shape[0]
+    if X.nnz * coef.shape[0] > _GATHER_MAX_PRODUCTS:
+        return np.asarray(X @ np.ascontiguousarray(coef.T))
+    scores = np.zeros((coef.shape[0], n_rows), dtype=np.result_type(X.dtype, coef.dtype))
+    starts = X.indptr[:-1]
+    filled = np.diff(X.indptr) > 0
+    if X.nnz:
+        products = coef[:, X.indices] * X.data
+        scores[:, filled] = np.add.reduceat(products, starts[filled], axis=1)
+    return np.ascontiguousarray(scores.T)
 
 
 def _log_odds(logits):
