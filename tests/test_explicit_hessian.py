@@ -154,3 +154,73 @@ def test_rows_changed_in_place_between_fits_give_the_new_optimum():
     cold = SoftmaxRegression(alpha=0.01, l1_ratio=1.0, tol=1e-10).fit(X.copy(), y)
     assert_allclose(model.coef_, cold.coef_, rtol=1e-6, atol=1e-8)
     assert model.optimality_gap_bound_ <= 1e-10 * abs(model.objective_)
+
+
+def test_hessian_samples_are_nested_and_weighted_to_one():
+    weight = np.random.default_rng(7).random(1000)
+    weight /= weight.sum()
+    rows, sampled = _proximal._hessian_sample(weight, 100)
+    larger, _ = _proximal._hessian_sample(weight, 400)
+    assert rows.shape == (100,) and np.all(np.diff(rows) > 0)
+    assert np.all(np.isin(rows, larger))  # a doubled sample holds the smaller one
+    assert_allclose(sampled, weight[rows] / weight[rows].sum(), rtol=1e-15)
+    assert_allclose(sampled.sum(), 1.0, rtol=1e-14)
+    everything, same = _proximal._hessian_sample(weight, 1000)
+    assert everything is None and same is weight
+    # A sample whose weights are all zero would be no Hessian at all: all rows instead.
+    zeros = np.zeros(1000)
+    zeros[np.setdiff1d(np.arange(1000), rows)] = 1e-3
+    assert _proximal._hessian_sample(zeros, 100)[0] is None
+
+
+def test_sampled_hessian_equals_the_full_one_on_its_rows():
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((900, 4))
+    proba = rng.dirichlet(np.ones(3), 900)
+    columns = _Columns(X, rng.random(900) + 0.5)
+    features = np.arange(4, dtype=np.int64)
+    _proximal._LAST_HESSIAN.clear()
+    sampled = _proximal._model_hessian(columns, proba, features, True, 300)
+    rows, weight = _proximal._hessian_sample(columns.weight, 300)
+    assert_allclose(sampled, kronecker_hessian(X[rows], weight, proba[rows], features, True),
+                    rtol=1e-12, atol=1e-15)  # fmt: skip
+    # At the same probabilities it is kept for as many rows or fewer, never for more.
+    assert _proximal._model_hessian(columns, proba, features, True, 200) is sampled
+    full = _proximal._model_hessian(columns, proba, features, True, None)
+    assert full is not sampled
+    assert_allclose(full, kronecker_hessian(X, columns.weight, proba, features, True),
+                    rtol=1e-12, atol=1e-15)  # fmt: skip
+    assert _proximal._model_hessian(columns, proba, features, True, 300) is full
+
+
+@pytest.mark.parametrize("l1_ratio", [1.0, 0.5])
+def test_a_sampled_model_hessian_reaches_the_exact_optimum(l1_ratio, monkeypatch):
+    rng = np.random.default_rng(9)
+    n, D, K = 3000, 6, 4
+    X = rng.standard_normal((n, D)) @ rng.standard_normal((D, D))  # correlated features
+    logits = X[:, :3] @ rng.standard_normal((3, K))
+    y = (logits + rng.gumbel(size=(n, K))).argmax(axis=1)
+    rows_asked = []
+    build = _proximal._model_hessian
+    monkeypatch.setattr(
+        _proximal, "_model_hessian", lambda *args: rows_asked.append(args[-1]) or build(*args)
+    )
+
+    def fit(start, tol):
+        monkeypatch.setattr(_proximal, "_SAMPLE_START", start)
+        _proximal._LAST_HESSIAN.clear()
+        rows_asked.clear()
+        return SoftmaxRegression(alpha=0.02, l1_ratio=l1_ratio, tol=tol).fit(X, y)
+
+    exact = fit(1 << 40, 1e-13)
+    assert min(rows_asked) >= n  # the exact Hessian throughout
+    for tol in (1e-6, 1e-10):
+        sampled = fit(16, tol)
+        assert min(rows_asked) == 16 and sampled.converged_  # sampled models were used
+        true_gap = sampled.objective_ - exact.objective_
+        # The certificate bounds the true gap (exact's own gap, ≤ 1e-13 |F|, is the slack).
+        assert sampled.optimality_gap_bound_ >= true_gap - 1e-13 * abs(exact.objective_)
+        assert sampled.optimality_gap_bound_ <= tol * abs(sampled.objective_)
+    assert abs(sampled.objective_ - exact.objective_) <= 1e-10 * abs(exact.objective_)
+    np.testing.assert_array_equal(sampled.coef_ == 0, exact.coef_ == 0)
+    assert np.any(exact.coef_ == 0) and np.any(exact.coef_ != 0)

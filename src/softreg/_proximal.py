@@ -14,7 +14,8 @@ descent keeps the change of the logits ``ΔZ = X ΔWᵀ + Δb`` and ``p_iᵀ ΔZ
 gradient in one coordinate costs one pass over that feature's column. Where the rows are many
 per coordinate (letter: 15 000 rows, 17 × 26 coordinates) that pass is what a fit spends its
 time on, and the model's Hessian is built instead, once per model or kept while the
-probabilities barely move (:mod:`softreg._explicit_hessian`): its sweeps read no data, and an
+probabilities barely move (:mod:`softreg._explicit_hessian`), from a sample of the rows that
+doubles in each outer iteration up to all of them: its sweeps read no data, and an
 exact solve on the model's support with the signs held replaces the slow tail of coordinate
 descent (elementwise ``Ω``). A backtracking line search on ``F`` (sufficient decrease relative
 to the model's predicted decrease) follows.
@@ -80,6 +81,14 @@ _MAX_POLISHES = 20
 # The explicit Hessian is kept while no log-probability moved more than this since it was
 # built (see _model_hessian).
 _STALE_LOG_PROBA = 0.1
+# The explicit Hessian of outer iteration t is built from the first min(n, m₀ 2^(t-1)) rows of
+# a fixed random permutation (see _hessian_sample): m₀ = _SAMPLE_START, doubling.
+# Letter (15 000 rows, L1 at 0.1 alpha_max, tol 1e-6, load 3.3): all rows in every build,
+# 9 iterations, 8 builds, 0.58 s (builds 0.46 s); from 512 rows doubling, 8 iterations, 0.29 s
+# (elastic net 0.5: 0.30 s to 0.14 s). A fixed 500-row sample took 22 to 55 iterations, and
+# a fresh one per build once 608: the exact Hessian at the end is what keeps the tail short.
+_SAMPLE_START = 512
+_SAMPLE_SEED = 0
 # Features whose gradient is within this fraction of λ₁ join the working set.
 _WORKING_MARGIN = 0.9
 # A screened coordinate needs its dual correlation below λ₁ by this relative margin, so that
@@ -406,6 +415,7 @@ def proximal_newton(objective, penalty, theta, monitor, *, max_iter, screening):
                 (coef, intercept, grad_coef, grad_intercept),
                 damping=damping,
                 inner_tol=_forcing(evaluation.gradient),
+                hessian_rows=_SAMPLE_START << min(iteration - 1, 62),
             )
             n_sweeps += spent
             step = objective.pack(new_coef, new_intercept) - theta
@@ -487,7 +497,9 @@ def _line_search(objective, penalty, theta, step, evaluation, decrease, certify)
     return None
 
 
-def _minimise_model(objective, columns, penalty, screen, working, point, *, damping, inner_tol):
+def _minimise_model(
+    objective, columns, penalty, screen, working, point, *, damping, inner_tol, hessian_rows=None
+):
     """Coordinate descent on the quadratic model of ``f`` at ``θ`` plus ``λ₁ Ω``.
 
     ``point`` is ``(coef, intercept, ∇_W f, ∇_b f)`` at ``θ``. The model carries the
@@ -498,14 +510,15 @@ def _minimise_model(objective, columns, penalty, screen, working, point, *, damp
     done when a full sweep moves no coordinate by more than ``inner_tol`` (in ``h |δ|``).
     The sweeps read the data's columns, or, where rows are many per coordinate of the
     working set (:func:`_explicit_pays`), the model's Hessian built once
-    (:mod:`softreg._explicit_hessian`).
+    (:mod:`softreg._explicit_hessian`), from ``hessian_rows`` of the rows (None: all; see
+    :func:`_hessian_sample`).
     Returns the model's minimiser ``(coef, intercept)`` and the number of sweeps.
     """
     coef, intercept = point[:2]
     proba = _probabilities(objective, columns.X, coef, intercept)
     ridge = penalty.l2 + damping * columns.norms**2
     model = _ExplicitModel if _explicit_pays(columns, working, proba.shape[1]) else _ColumnModel
-    model = model(columns, penalty, screen, working, point, proba, ridge, damping)
+    model = model(columns, penalty, screen, working, point, proba, ridge, damping, hessian_rows)
     n_sweeps = 1
     change = model.sweep(model.groups)
     while change > inner_tol and n_sweeps < _MAX_SWEEPS:
@@ -538,8 +551,10 @@ def _explicit_pays(columns, working, n_classes):
     return build <= _EXPLICIT_SWEEPS * entries * n_classes
 
 
-def _model_hessian(columns, proba, working, fit_intercept):
+def _model_hessian(columns, proba, working, fit_intercept, n_rows=None):
     """The explicit model Hessian at ``proba``, or the last one if it is close enough.
+
+    Built from :func:`_hessian_sample` of ``n_rows`` rows (None: all of them).
 
     Proximal Newton converges with any positive definite model, linearly at a rate set by
     the model's relative error where the Hessian is not exact (Lee, Sun & Saunders, 2014,
@@ -551,8 +566,11 @@ def _model_hessian(columns, proba, working, fit_intercept):
     ``alpha``): the last Hessian is remembered with the rows it was built from (by identity,
     held weakly). Rows changed in place since then can only leave it kept while their
     probabilities agree with it: it stays a positive semi-definite model, the line search
-    and the certificate use the rows as they are.
+    and the certificate use the rows as they are. A kept Hessian must also come from at least
+    as many rows as asked for (a sample grows toward the exact Hessian, never shrinks back).
     """
+    n = columns.X.shape[0]
+    n_rows = n if n_rows is None else min(n, n_rows)
     key = (columns.X.shape, working.tobytes(), fit_intercept)
     # Probabilities that underflowed count as the smallest normal number (their terms in H
     # vanish either way).
@@ -563,14 +581,44 @@ def _model_hessian(columns, proba, working, fit_intercept):
         and previous[0]() is columns.X
         and previous[1] is columns.sample_weight
         and previous[2] == key
+        and previous[5] >= n_rows
         and np.max(np.abs(log_proba - previous[3])) <= _STALE_LOG_PROBA
     ):
         return previous[4]
-    hessian = model_hessian(columns.X, columns.weight, proba, working, fit_intercept)
+    rows, weight = _hessian_sample(columns.weight, n_rows)
+    if rows is None:
+        hessian = model_hessian(columns.X, weight, proba, working, fit_intercept)
+    else:
+        hessian = model_hessian(columns.X[rows], weight, proba[rows], working, fit_intercept)
     _LAST_HESSIAN.clear()  # one entry: the rows of the fit under way
     reference = weakref.ref(columns.X)
-    _LAST_HESSIAN[id(columns.X)] = (reference, columns.sample_weight, key, log_proba, hessian)
+    entry = (reference, columns.sample_weight, key, log_proba, hessian, n_rows)
+    _LAST_HESSIAN[id(columns.X)] = entry
     return hessian
+
+
+def _hessian_sample(weight, n_rows):
+    """The rows a subsampled model Hessian sums over and their weights: ``(rows, weight)``.
+
+    The first ``n_rows`` of a fixed random permutation (so that a larger sample holds the
+    smaller ones), sorted, with their weights ``s_i`` rescaled to sum to one as all of them
+    do: the subsampled Hessian estimates the exact one, and is positive semi-definite as it
+    is. Proximal Newton with such a model still converges to the exact optimum (the line
+    search is on ``F`` and the certificate on all rows; Lee, Sun & Saunders, 2014, §3.3),
+    faster the more rows; a sample doubling in each outer iteration reaches all rows (the
+    exact Hessian and its superlinear convergence) in ``log₂(n / m₀)`` iterations
+    (Bollapragada, Byrd & Nocedal, 2019). ``rows`` is None for all rows (``n_rows ≥ n``, or a
+    sample whose weights are all zero).
+    """
+    n = weight.shape[0]
+    if n_rows >= n:
+        return None, weight
+    rng = np.random.default_rng(_SAMPLE_SEED)
+    rows = np.sort(rng.permutation(n)[:n_rows])
+    total = weight[rows].sum()
+    if not total > 0:
+        return None, weight
+    return rows, weight[rows] / total
 
 
 # The last explicit Hessian (see _model_hessian), by the id of the rows it was built from.
@@ -580,7 +628,7 @@ _LAST_HESSIAN: dict = {}
 class _ColumnModel:
     """The model's coordinate descent reading ``X``'s columns (``ΔZ`` and ``p_iᵀ ΔZ_i`` kept)."""
 
-    def __init__(self, columns, penalty, screen, working, point, proba, ridge, damping):
+    def __init__(self, columns, penalty, screen, working, point, proba, ridge, damping, _rows):
         coef, intercept, grad_coef, grad_intercept = point
         K, D = coef.shape
         n = proba.shape[0]
@@ -631,13 +679,13 @@ class _ExplicitModel:
     descent visits the working set only.
     """
 
-    def __init__(self, columns, penalty, screen, working, point, proba, ridge, damping):
+    def __init__(self, columns, penalty, screen, working, point, proba, ridge, damping, n_rows):
         coef, intercept, grad_coef, grad_intercept = point
         K = coef.shape[0]
         fit_intercept = intercept is not None
         everything = np.arange(columns.n_features, dtype=np.int64)
         features = everything if _explicit_pays(columns, everything, K) else working
-        self.hessian = _model_hessian(columns, proba, features, fit_intercept)
+        self.hessian = _model_hessian(columns, proba, features, fit_intercept, n_rows)
         f = len(features) + int(fit_intercept)
         self.features, self.coef, self.intercept = features, coef, intercept
         # Feature-major flat vectors: coordinate g K + k is class k of group g.
