@@ -191,6 +191,20 @@ def test_sampled_hessian_equals_the_full_one_on_its_rows():
     assert_allclose(full, kronecker_hessian(X, columns.weight, proba, features, True),
                     rtol=1e-12, atol=1e-15)  # fmt: skip
     assert _proximal._model_hessian(columns, proba, features, True, 300) is full
+    # Probabilities moved beyond keeping it but near it (a warm start): all rows again.
+    shifted = proba * np.exp(rng.uniform(-1.0, 1.0, proba.shape))
+    shifted /= shifted.sum(axis=1, keepdims=True)
+    moved = _proximal._model_hessian(columns, shifted, features, True, 300)
+    assert moved is not full
+    assert_allclose(moved, kronecker_hessian(X, columns.weight, shifted, features, True),
+                    rtol=1e-12, atol=1e-15)  # fmt: skip
+    # Far from it (a cold start): the sample asked for.
+    far = np.maximum(rng.dirichlet(np.full(3, 0.05), 900), 1e-12)
+    far /= far.sum(axis=1, keepdims=True)
+    assert np.max(np.abs(np.log(far) - np.log(shifted))) > _proximal._NEAR_LOG_PROBA
+    assert_allclose(_proximal._model_hessian(columns, far, features, True, 300),
+                    kronecker_hessian(X[rows], weight, far[rows], features, True),
+                    rtol=1e-12, atol=1e-15)  # fmt: skip
 
 
 @pytest.mark.parametrize("l1_ratio", [1.0, 0.5])

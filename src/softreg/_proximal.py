@@ -89,6 +89,12 @@ _STALE_LOG_PROBA = 0.1
 # a fresh one per build once 608: the exact Hessian at the end is what keeps the tail short.
 _SAMPLE_START = 512
 _SAMPLE_SEED = 0
+# A start whose log-probabilities are within this of the last Hessian's on the same rows (a
+# regularisation path's next alpha) builds from at least as many rows as that one did. Letter
+# 30-alpha path (load 3.8): L1 5.05 s with all rows, 5.4 s sampling from 512 every alpha,
+# 5.5 s with 1.0 here, 4.7 s with 3.0 and 4.8 s with 5.0; elastic net 4.05, 4.1, 3.95, 3.15
+# and 3.15 s. A cold start is farther than this (uniform against fitted probabilities).
+_NEAR_LOG_PROBA = 3.0
 # Features whose gradient is within this fraction of λ₁ join the working set.
 _WORKING_MARGIN = 0.9
 # A screened coordinate needs its dual correlation below λ₁ by this relative margin, so that
@@ -567,7 +573,9 @@ def _model_hessian(columns, proba, working, fit_intercept, n_rows=None):
     held weakly). Rows changed in place since then can only leave it kept while their
     probabilities agree with it: it stays a positive semi-definite model, the line search
     and the certificate use the rows as they are. A kept Hessian must also come from at least
-    as many rows as asked for (a sample grows toward the exact Hessian, never shrinks back).
+    as many rows as asked for (a sample grows toward the exact Hessian, never shrinks back),
+    and a new one is built from at least as many rows as the last when the probabilities are
+    within ``_NEAR_LOG_PROBA`` of its own (a warm start: its sample had already grown).
     """
     n = columns.X.shape[0]
     n_rows = n if n_rows is None else min(n, n_rows)
@@ -580,11 +588,13 @@ def _model_hessian(columns, proba, working, fit_intercept, n_rows=None):
         previous is not None
         and previous[0]() is columns.X
         and previous[1] is columns.sample_weight
-        and previous[2] == key
-        and previous[5] >= n_rows
-        and np.max(np.abs(log_proba - previous[3])) <= _STALE_LOG_PROBA
+        and previous[2][0] == key[0]
     ):
-        return previous[4]
+        moved = np.max(np.abs(log_proba - previous[3]))
+        if previous[2] == key and previous[5] >= n_rows and moved <= _STALE_LOG_PROBA:
+            return previous[4]
+        if moved <= _NEAR_LOG_PROBA:  # a warm start near the last model: as many rows
+            n_rows = max(n_rows, previous[5])
     rows, weight = _hessian_sample(columns.weight, n_rows)
     if rows is None:
         hessian = model_hessian(columns.X, weight, proba, working, fit_intercept)
