@@ -140,3 +140,23 @@ def test_forcing_is_no_tighter_than_the_certificate_needs():
     flat = Monitor(tol=1e-6, strongly_convex=False)
     assert _forcing(evaluation(1e-8, math.inf), flat) == pytest.approx(1e-4)
     assert _forcing(evaluation(1e-8, math.inf), flat, power=0.25) == pytest.approx(1e-2)
+
+
+@pytest.mark.parametrize("fit_intercept", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_feature_moment_sums_equal_the_definition(fit_intercept, weighted, dtype):
+    """Σ s x̃ x̃ᵀ assembled from Xᵀ S X, the weighted column sums and Σ s equals the sum
+    over x̃ = [x, 1] written out."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(37, 6)).astype(dtype)
+    weight = rng.uniform(0.5, 2.0, size=37) if weighted else None
+    moments, total = _preconditioner.feature_moment_sums(0, (X, None, weight), fit_intercept)
+    X_tilde = X.astype(np.float64)
+    if fit_intercept:
+        X_tilde = np.column_stack([X_tilde, np.ones(37)])
+    s = np.ones(37) if weight is None else weight
+    expected = sum(s_i * np.outer(x, x) for s_i, x in zip(s, X_tilde, strict=True))
+    assert moments.shape == (X_tilde.shape[1],) * 2 and moments.dtype == np.float64
+    assert_allclose(moments, expected, rtol=1e-12, atol=1e-12)
+    assert total == pytest.approx(s.sum(), rel=1e-15)
