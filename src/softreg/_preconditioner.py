@@ -126,27 +126,10 @@ def class_curvature(proba, weight):
 
 
 def feature_moment_sums(index, block, fit_intercept):
-    """``(Σ_block s x̃ x̃ᵀ, Σ_block s)`` with ``x̃ = [x, 1]`` when fitting an intercept.
-
-    ``Xᵀ S X`` is one product (``Xᵀ X``, a symmetric rank-k update, without weights); the
-    intercept's row and column are the weighted column sums and its corner ``Σ s``, so ``X``
-    is not copied to append the column of ones (on digits the copies took most of the
-    1.7 ms this cost per fit).
-    """
+    """``(Σ_block s x̃ x̃ᵀ, Σ_block s)`` with ``x̃ = [x, 1]`` when fitting an intercept."""
     X, _, weight = block
     X = X.astype(np.float64, copy=False)
-    if weight is None:
-        total, weighted, columns = float(X.shape[0]), X, X.sum(axis=0)
-    else:
-        s = weight.astype(np.float64, copy=False)
-        total, weighted = float(s.sum()), X * s[:, None]
-        columns = s @ X
-    gram = weighted.T @ X
-    if not fit_intercept:
-        return gram, total
-    n_features = X.shape[1]
-    moments = np.empty((n_features + 1, n_features + 1))
-    moments[:n_features, :n_features] = gram
-    moments[:n_features, n_features] = moments[n_features, :n_features] = columns
-    moments[n_features, n_features] = total
-    return moments, total
+    if fit_intercept:
+        X = np.column_stack([X, np.ones(X.shape[0])])
+    s = np.ones(X.shape[0]) if weight is None else weight.astype(np.float64)
+    return (X * s[:, None]).T @ X, float(s.sum())
