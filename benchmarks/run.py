@@ -239,14 +239,10 @@ class Harness:
             if threads == config.all_threads:
                 names = config.tools
             else:
-                softreg = record["entries"].get(f"softreg@{config.all_threads}", {})
-                seconds = softreg.get("reached", {}).get("1e-06", {}).get("seconds", math.inf)
-                if seconds > config.single_thread_max_seconds:
-                    reason = (
-                        f"softreg took {seconds:.3g} s to 1e-6 at {config.all_threads} threads, "
-                        f"over the {config.single_thread_max_seconds:g} s up to which the "
-                        "one-thread race runs (it would double the case's time)"
-                    )
+                reason = self.too_long(
+                    record, "the one-thread race (it would double the case's time)"
+                )
+                if reason:
                     record["single_thread_skipped"] = reason
                     self.log(f"  one thread skipped: {reason}")
                     continue
@@ -270,19 +266,29 @@ class Harness:
             if reached and threads == config.all_threads and full:
                 self._certified(record, case, threads)
         if "mlpack" in config.tools:
-            softreg = record["entries"].get(f"softreg@{config.all_threads}", {})
-            seconds = softreg.get("reached", {}).get("1e-06", {}).get("seconds", math.inf)
-            if seconds > config.single_thread_max_seconds:
-                reason = (
-                    f"softreg took {seconds:.3g} s to 1e-6, over the "
-                    f"{config.single_thread_max_seconds:g} s up to which the race without "
-                    "intercepts runs (mlpack ignores max_iter: each of its fits runs to its own "
-                    "stop, and the race needs its own reference optimum)"
-                )
+            reason = self.too_long(
+                record,
+                "the race without intercepts (mlpack ignores max_iter: each of its fits runs to "
+                "its own stop, and the race needs its own reference optimum)",
+            )
+            if reason:
                 record["skipped_tools"]["mlpack"] = reason
                 self.log(f"  mlpack skipped: {reason}")
             else:
                 self.no_intercept(record, case)
+
+    def too_long(self, record: dict, race: str) -> str | None:
+        """Why ``race`` is skipped on this case (softreg's all-core time to 1e-6 is over
+        ``single_thread_max_seconds``), or None when it runs."""
+        config = self.config
+        softreg = record["entries"].get(f"softreg@{config.all_threads}", {})
+        seconds = softreg.get("reached", {}).get("1e-06", {}).get("seconds", math.inf)
+        if seconds <= config.single_thread_max_seconds:
+            return None
+        return (
+            f"softreg took {seconds:.3g} s to 1e-6 at {config.all_threads} threads, over the "
+            f"{config.single_thread_max_seconds:g} s up to which {race} runs"
+        )
 
     def no_intercept(self, record: dict, case: Case) -> None:
         """mlpack against softreg on the objective without intercepts (``b = 0``).
