@@ -331,9 +331,8 @@ class _LinearModel(BaseEstimator):
         scikit-learn's validation costs ~50-100 µs a call whatever the size, most of the time
         to predict one row, and one more pass over ``X`` in a batch. A native float64 or
         float32 ndarray or CSR matrix with rows and the fitted number of columns comes out of
-        it as is,
-        when the model was fitted without feature names (otherwise it checks them, and
-        warns) and its entries are finite (:meth:`_decision` checks that on the logits).
+        it as is, when the model was fitted without feature names (otherwise it checks them,
+        and warns) and its entries are finite (:meth:`_decision` checks that on the logits).
         """
         return (
             (type(X) is np.ndarray or (sp.issparse(X) and X.format == "csr"))
